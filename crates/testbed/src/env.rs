@@ -6,10 +6,20 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-/// A host on the testbed's LAN: its network namespace, its `eth0` addresses and MAC.
+/// A host on the testbed's LAN: its network namespace, its `eth0` addresses and MAC, and its
+/// `eth1` on the second LAN when the testbed was brought up with `--lan2`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Host {
     pub netns: String,
+    pub ip4: Ipv4Addr,
+    pub ip6: Ipv6Addr,
+    pub mac: String,
+    pub eth1: Option<Interface>,
+}
+
+/// One interface's addresses and MAC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
     pub ip4: Ipv4Addr,
     pub ip6: Ipv6Addr,
     pub mac: String,
@@ -108,12 +118,27 @@ impl Testbed {
                 .map(String::as_str)
                 .ok_or_else(|| anyhow!("`testbed env` did not set {name}"))
         };
-        let host = |prefix: &str, netns: &str| -> Result<Host> {
-            Ok(Host {
-                netns: netns.to_string(),
+        let interface = |prefix: &str| -> Result<Interface> {
+            Ok(Interface {
                 ip4: get(&format!("{prefix}_IP4"))?.parse()?,
                 ip6: get(&format!("{prefix}_IP6"))?.parse()?,
                 mac: get(&format!("{prefix}_MAC"))?.to_string(),
+            })
+        };
+        let lan2 = vars.contains_key("TESTBED_LAN2");
+        // The router is not on the second LAN; the client and the nodes are, when it exists.
+        let host = |prefix: &str, netns: &str, on_lan2: bool| -> Result<Host> {
+            let eth0 = interface(prefix)?;
+            Ok(Host {
+                netns: netns.to_string(),
+                ip4: eth0.ip4,
+                ip6: eth0.ip6,
+                mac: eth0.mac,
+                eth1: if lan2 && on_lan2 {
+                    Some(interface(&format!("{prefix}_LAN2"))?)
+                } else {
+                    None
+                },
             })
         };
         let mut nodes = Vec::new();
@@ -121,13 +146,13 @@ impl Testbed {
             let prefix = format!("TESTBED_NODE_{}", index + 1);
             nodes.push(Node {
                 name: name.to_string(),
-                host: host(&prefix, get(&format!("{prefix}_NETNS"))?)?,
+                host: host(&prefix, get(&format!("{prefix}_NETNS"))?, true)?,
                 pod_cidr4: get(&format!("{prefix}_POD_CIDR4"))?.to_string(),
                 pod_cidr6: get(&format!("{prefix}_POD_CIDR6"))?.to_string(),
             });
         }
-        let client = host("TESTBED_CLIENT", get("TESTBED_NETNS_CLIENT")?)?;
-        let router = host("TESTBED_ROUTER", get("TESTBED_NETNS_ROUTER")?)?;
+        let client = host("TESTBED_CLIENT", get("TESTBED_NETNS_CLIENT")?, true)?;
+        let router = host("TESTBED_ROUTER", get("TESTBED_NETNS_ROUTER")?, false)?;
         Ok(Self {
             vars,
             repo,
@@ -198,6 +223,7 @@ export TESTBED_NODE_2_NETNS=node-2 TESTBED_NODE_2_IP4=198.51.100.12 TESTBED_NODE
         assert_eq!(node2.host.mac, "02:fe:c6:33:64:0c");
         assert_eq!(node2.pod_cidr6, "2001:db8:1:2::/64");
         assert_eq!(testbed.client.netns, "client");
+        assert_eq!(testbed.client.eth1, None, "no second LAN was asked for");
         assert_eq!(
             testbed.router.ip6,
             "2001:db8:100::3".parse::<Ipv6Addr>().expect("literal")
@@ -205,6 +231,29 @@ export TESTBED_NODE_2_NETNS=node-2 TESTBED_NODE_2_IP4=198.51.100.12 TESTBED_NODE
         assert_eq!(
             testbed.kubeconfig().expect("set"),
             PathBuf::from("/x/kubeconfig")
+        );
+    }
+
+    #[test]
+    fn second_lan_addresses_are_read_when_present() {
+        let with_lan2 = format!(
+            "{SAMPLE}export TESTBED_LAN2=1\n\
+             export TESTBED_CLIENT_LAN2_IP4=198.19.255.4 TESTBED_CLIENT_LAN2_IP6=2001:db8:101::4 TESTBED_CLIENT_LAN2_MAC=02:fe:c6:13:ff:04\n\
+             export TESTBED_NODE_1_LAN2_IP4=198.19.255.11 TESTBED_NODE_1_LAN2_IP6=2001:db8:101::11 TESTBED_NODE_1_LAN2_MAC=02:fe:c6:13:ff:0b\n\
+             export TESTBED_NODE_2_LAN2_IP4=198.19.255.12 TESTBED_NODE_2_LAN2_IP6=2001:db8:101::12 TESTBED_NODE_2_LAN2_MAC=02:fe:c6:13:ff:0c\n"
+        );
+        let testbed = Testbed::from_exports(&with_lan2, PathBuf::new()).expect("parses");
+        let eth1 = testbed.nodes[1]
+            .host
+            .eth1
+            .as_ref()
+            .expect("node-2 has eth1");
+        assert_eq!(eth1.ip4, Ipv4Addr::new(198, 19, 255, 12));
+        assert_eq!(eth1.mac, "02:fe:c6:13:ff:0c");
+        assert!(testbed.client.eth1.is_some());
+        assert_eq!(
+            testbed.router.eth1, None,
+            "the router is not on the second LAN"
         );
     }
 

@@ -10,7 +10,7 @@ mod exec;
 mod objects;
 mod wait;
 
-pub use env::{Host, Node, Testbed};
+pub use env::{Host, Interface, Node, Testbed};
 pub use exec::CommandOutput;
 pub use objects::{Family, Pod, ServiceSpec};
 pub use wait::wait_until;
