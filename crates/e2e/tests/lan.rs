@@ -5,28 +5,22 @@
 use anyhow::{Context, Result, ensure};
 use ferrolb_testbed::Testbed;
 
-/// The MAC `arping` (iputils or Thomas Habets' arping, as Debian ships) saw answering for `ip`.
-async fn arp_answer(testbed: &Testbed, interface: &str, ip: &str) -> Result<String> {
-    let out = testbed
-        .exec(
-            &testbed.client.netns,
-            &["arping", "-c", "1", "-w", "2", "-i", interface, ip],
-        )
-        .await?
-        .ok()?;
-    mac_in(&out.stdout).with_context(|| format!("no MAC in arping's answer: {}", out.stdout))
+/// How the client asks who has an address: ARP (`arping`) or IPv6 NDP (`ndisc6`).
+#[derive(Clone, Copy)]
+enum Ask {
+    Arp,
+    Ndp,
 }
 
-/// The target link-layer address `ndisc6` was given for `ip`.
-async fn ndp_answer(testbed: &Testbed, interface: &str, ip: &str) -> Result<String> {
-    let out = testbed
-        .exec(
-            &testbed.client.netns,
-            &["ndisc6", "-1", "-r", "2", "-w", "1000", ip, interface],
-        )
-        .await?
-        .ok()?;
-    mac_in(&out.stdout).with_context(|| format!("no MAC in ndisc6's answer: {}", out.stdout))
+/// The MAC that answered the client's ARP or NDP query for `ip` on `interface`.
+async fn who_has(testbed: &Testbed, ask: Ask, interface: &str, ip: &str) -> Result<String> {
+    let args = match ask {
+        Ask::Arp => ["arping", "-c", "1", "-w", "2", "-i", interface, ip],
+        Ask::Ndp => ["ndisc6", "-1", "-r", "2", "-w", "1000", ip, interface],
+    };
+    let out = testbed.exec(&testbed.client.netns, &args).await?.ok()?;
+    mac_in(&out.stdout)
+        .with_context(|| format!("no MAC in the answer of {}: {}", args[0], out.stdout))
 }
 
 fn mac_in(text: &str) -> Option<String> {
@@ -39,14 +33,14 @@ fn mac_in(text: &str) -> Option<String> {
 async fn arp_and_ndp_resolve_every_node_to_its_own_mac() -> Result<()> {
     let testbed = Testbed::get();
     for node in &testbed.nodes {
-        let mac = arp_answer(&testbed, "eth0", &node.host.ip4.to_string()).await?;
+        let mac = who_has(&testbed, Ask::Arp, "eth0", &node.host.ip4.to_string()).await?;
         ensure!(
             mac == node.host.mac,
             "ARP for {} answered by {mac}, not {}",
             node.name,
             node.host.mac
         );
-        let mac = ndp_answer(&testbed, "eth0", &node.host.ip6.to_string()).await?;
+        let mac = who_has(&testbed, Ask::Ndp, "eth0", &node.host.ip6.to_string()).await?;
         ensure!(
             mac == node.host.mac,
             "NDP for {} answered by {mac}, not {}",
@@ -66,14 +60,14 @@ async fn the_second_lan_is_a_separate_segment_on_eth1() -> Result<()> {
     );
     for node in &testbed.nodes {
         let eth1 = node.host.eth1.as_ref().context("a node without eth1")?;
-        let mac = arp_answer(&testbed, "eth1", &eth1.ip4.to_string()).await?;
+        let mac = who_has(&testbed, Ask::Arp, "eth1", &eth1.ip4.to_string()).await?;
         ensure!(
             mac == eth1.mac,
             "ARP on eth1 for {} answered by {mac}, not {}",
             node.name,
             eth1.mac
         );
-        let mac = ndp_answer(&testbed, "eth1", &eth1.ip6.to_string()).await?;
+        let mac = who_has(&testbed, Ask::Ndp, "eth1", &eth1.ip6.to_string()).await?;
         ensure!(
             mac == eth1.mac,
             "NDP on eth1 for {} answered by {mac}, not {}",
@@ -82,7 +76,7 @@ async fn the_second_lan_is_a_separate_segment_on_eth1() -> Result<()> {
         );
         // Linux answers ARP for any of its addresses on any interface (arp_ignore=0, as on a
         // real host), but only ever with the MAC of the interface the request came in on.
-        let mac = arp_answer(&testbed, "eth1", &node.host.ip4.to_string()).await?;
+        let mac = who_has(&testbed, Ask::Arp, "eth1", &node.host.ip4.to_string()).await?;
         ensure!(
             mac == eth1.mac,
             "{}'s eth0 MAC {mac} was seen on the second LAN",
