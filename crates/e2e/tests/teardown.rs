@@ -99,6 +99,10 @@ fn down_and_check(processes: &[(String, u32, String)]) -> Result<()> {
         .collect();
     ensure!(alive.is_empty(), "processes alive after down: {alive:?}");
     ensure!(tracked_processes()?.is_empty(), "pid files left after down");
+    ensure!(
+        !Path::new("/run/ferrolb-testbed.owner").exists(),
+        "the ownership marker is left after down"
+    );
     Ok(())
 }
 
