@@ -48,13 +48,17 @@ fn tracked_processes() -> Result<Vec<(String, u32, String)>> {
     Ok(found)
 }
 
+/// Whether the process that was `pid` when it started at `start` still runs. A zombie does not:
+/// it has released its sockets and namespaces and only waits for init to reap it.
 fn process_alive(pid: u32, start: &str) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|stat| {
-            // Field 22; the command name (field 2) may hold spaces, so count from its ')'.
+            // The command name (field 2) may hold spaces, so count fields from its ')':
+            // state is field 3, start time field 22.
             let after = stat.rsplit_once(')')?.1.to_string();
-            after.split_whitespace().nth(19).map(|s| s == start)
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            Some(fields.first() != Some(&"Z") && fields.get(19) == Some(&start))
         })
         .unwrap_or(false)
 }
