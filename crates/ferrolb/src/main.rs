@@ -66,7 +66,10 @@ fn main() -> ExitCode {
         Command::Controller(_) => not_yet("controller", 4),
         Command::Speaker(_) => not_yet("speaker", 5),
         Command::Webhook(_) => not_yet("webhook", 3),
-        Command::Crds => not_yet("crds", 3),
+        Command::Crds => {
+            print!("{}", ferrolb_api::crds_yaml());
+            ExitCode::SUCCESS
+        }
         Command::Validate { .. } => not_yet("validate", 3),
         Command::Status(_) => not_yet("status", 5),
         Command::Migrate { .. } => not_yet("migrate", 3),
