@@ -1,10 +1,15 @@
-//! From metallb.io resources to one validated ferrolb `Config`: every validation rule MetalLB
+//! From metallb.io resources to one validated ferrolb configuration: every validation rule MetalLB
 //! applies (and a few it does not), all errors reported at once and each naming the object, the
 //! field and the reason. Also reading MetalLB's legacy ConfigMap for `ferrolb migrate`. No I/O.
 //!
-//! So far: the value parsers (durations, communities) and the legacy-format reader; `build`
-//! and the migration to resources follow (issue 3).
+//! So far: pools (IPAddressPool → the allocator's pools), the value parsers (durations,
+//! communities) and the legacy-format reader. Advertisements, peers, BFD profiles and the
+//! migration to resources follow (issue 3).
 
 pub mod community;
 pub mod duration;
+mod error;
 pub mod legacy;
+pub mod pools;
+
+pub use error::ConfigError;
