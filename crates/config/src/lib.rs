@@ -2,13 +2,14 @@
 //! applies (and a few it does not), all errors reported at once and each naming the object, the
 //! field and the reason. Also reading MetalLB's legacy ConfigMap for `ferrolb migrate`. No I/O.
 //!
-//! So far: pools (IPAddressPool → the allocator's pools), the value parsers (durations,
-//! communities) and the legacy-format reader. Advertisements, peers, BFD profiles and the
-//! migration to resources follow (issue 3).
+//! So far: pools (IPAddressPool → the allocator's pools), L2Advertisements, the value parsers
+//! (durations, communities) and the legacy-format reader. BGP advertisements, peers, BFD
+//! profiles and the migration to resources follow (issue 3).
 
 pub mod community;
 pub mod duration;
 mod error;
+pub mod l2;
 pub mod legacy;
 pub mod pools;
 

@@ -171,7 +171,7 @@ fn pool_from_resource(name: &str, resource: &IPAddressPool) -> Result<Pool, Vec<
 }
 
 /// Validates a list of selectors; a selector listed twice is an error, as in MetalLB.
-fn selectors(
+pub(crate) fn selectors(
     list: &[LabelSelector],
     field: &str,
     report: &mut dyn FnMut(String, String),
