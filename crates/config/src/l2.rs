@@ -2,14 +2,14 @@
 //! interfaces. Node and service selectors stay selectors: the speaker evaluates them against the
 //! nodes and Services it sees, so node churn never needs a config rebuild.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use ferrolb_api::v1beta1::{IPAddressPool, L2Advertisement as L2AdvertisementResource};
 use ferrolb_ipam::Pools;
-use ferrolb_labels::{Labels, Selector};
+use ferrolb_labels::Selector;
 
 use crate::ConfigError;
-use crate::pools::selectors;
+use crate::pools::{select_pools, selectors, served_pool_labels};
 
 const KIND: &str = "L2Advertisement";
 
@@ -43,16 +43,7 @@ pub fn build_l2(
     pool_resources: &[IPAddressPool],
     served: &Pools,
 ) -> BuiltL2 {
-    let pool_labels: BTreeMap<&str, Labels> = pool_resources
-        .iter()
-        .filter_map(|p| {
-            p.metadata
-                .name
-                .as_deref()
-                .map(|n| (n, p.metadata.labels.clone().unwrap_or_default()))
-        })
-        .filter(|(name, _)| served.get(name).is_some())
-        .collect();
+    let pool_labels = served_pool_labels(pool_resources, served);
     let mut built = BuiltL2::default();
     for resource in resources {
         let name = resource.metadata.name.clone().unwrap_or_default();
@@ -116,26 +107,15 @@ pub fn build_l2(
             continue;
         }
 
-        for pool in &named {
-            if !pool_labels.contains_key(pool.as_str()) {
-                built.warnings.push(ConfigError::new(
-                    KIND,
-                    &name,
-                    "spec.ipAddressPools",
-                    format!("no served pool is named {pool:?}; it announces nothing for it"),
-                ));
-            }
+        let (pools, unknown) = select_pools(&named, &pool_selectors, &pool_labels);
+        for pool in unknown {
+            built.warnings.push(ConfigError::new(
+                KIND,
+                &name,
+                "spec.ipAddressPools",
+                format!("no served pool is named {pool:?}; it announces nothing for it"),
+            ));
         }
-        let every_pool = named.is_empty() && pool_selectors.is_empty();
-        let pools = pool_labels
-            .iter()
-            .filter(|(pool, labels)| {
-                every_pool
-                    || named.contains(**pool)
-                    || pool_selectors.iter().any(|s| s.matches(labels))
-            })
-            .map(|(pool, _)| pool.to_string())
-            .collect();
         built.advertisements.push(L2Advertisement {
             name,
             pools,

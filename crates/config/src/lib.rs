@@ -2,10 +2,12 @@
 //! applies (and a few it does not), all errors reported at once and each naming the object, the
 //! field and the reason. Also reading MetalLB's legacy ConfigMap for `ferrolb migrate`. No I/O.
 //!
-//! So far: pools (IPAddressPool → the allocator's pools), L2Advertisements, the value parsers
-//! (durations, communities) and the legacy-format reader. BGP advertisements, peers, BFD
-//! profiles and the migration to resources follow (issue 3).
+//! So far: pools (IPAddressPool → the allocator's pools), L2 and BGP advertisements with
+//! Community aliases, the value parsers (durations, communities) and the legacy-format reader.
+//! Peers, BFD profiles, LOCAL_PREF conflicts between advertisements and the migration to
+//! resources follow (issue 3).
 
+pub mod bgp;
 pub mod community;
 pub mod duration;
 mod error;
