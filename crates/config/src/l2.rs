@@ -129,7 +129,7 @@ pub fn build_l2(
 }
 
 /// Linux interface names: 1 to 15 bytes, no '/', no whitespace, not "." or "..".
-fn bad_interface_name(name: &str) -> Option<&'static str> {
+pub(crate) fn bad_interface_name(name: &str) -> Option<&'static str> {
     if name.is_empty() || name.len() > 15 {
         Some("is not 1 to 15 characters long, as Linux interface names are")
     } else if name.contains('/')

@@ -3,9 +3,9 @@
 //! field and the reason. Also reading MetalLB's legacy ConfigMap for `ferrolb migrate`. No I/O.
 //!
 //! So far: pools (IPAddressPool → the allocator's pools), L2 and BGP advertisements with
-//! Community aliases, the value parsers (durations, communities) and the legacy-format reader.
-//! Peers, BFD profiles, LOCAL_PREF conflicts between advertisements and the migration to
-//! resources follow (issue 3).
+//! Community aliases, BGP peers and BFD profiles, the value parsers (durations, communities) and
+//! the legacy-format reader. One `build` over all kinds, LOCAL_PREF conflicts between
+//! advertisements and the migration to resources follow (issue 3).
 
 pub mod bgp;
 pub mod community;
@@ -13,6 +13,7 @@ pub mod duration;
 mod error;
 pub mod l2;
 pub mod legacy;
+pub mod peers;
 pub mod pools;
 
 pub use error::ConfigError;
