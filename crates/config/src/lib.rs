@@ -3,11 +3,12 @@
 //! field and the reason. Also reading MetalLB's legacy ConfigMap for `ferrolb migrate`. No I/O.
 //!
 //! So far: pools (IPAddressPool → the allocator's pools), L2 and BGP advertisements with
-//! Community aliases, BGP peers and BFD profiles, the value parsers (durations, communities) and
-//! the legacy-format reader. One `build` over all kinds, LOCAL_PREF conflicts between
-//! advertisements and the migration to resources follow (issue 3).
+//! Community aliases, BGP peers and BFD profiles, one [`build`] over all of them, reading them
+//! from YAML, and the legacy-format reader. LOCAL_PREF conflicts between advertisements and the
+//! migration to resources follow (issue 3).
 
 pub mod bgp;
+mod build;
 pub mod community;
 pub mod duration;
 mod error;
@@ -16,4 +17,5 @@ pub mod legacy;
 pub mod peers;
 pub mod pools;
 
+pub use build::{Built, Config, Resources, build};
 pub use error::ConfigError;

@@ -60,6 +60,54 @@ fn not_yet(role: &str, issue: u32) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// `ferrolb validate`: one line per problem on stdout; exit 1 when anything cannot be served.
+fn validate(files: &[std::path::PathBuf]) -> ExitCode {
+    let mut resources = ferrolb_config::Resources::default();
+    let mut problems: Vec<String> = Vec::new();
+    for file in files {
+        let name = file.display().to_string();
+        let text = if name == "-" {
+            std::io::read_to_string(std::io::stdin())
+        } else {
+            std::fs::read_to_string(file)
+        };
+        match text {
+            Ok(text) => problems.extend(
+                resources
+                    .add_yaml(&name, &text)
+                    .iter()
+                    .map(ToString::to_string),
+            ),
+            Err(err) => problems.push(format!("{name}: cannot read: {err}")),
+        }
+    }
+    let built = ferrolb_config::build(&resources, &Default::default());
+    problems.extend(built.errors.iter().map(ToString::to_string));
+    for warning in &built.warnings {
+        println!("warning: {warning}");
+    }
+    for problem in &problems {
+        println!("error: {problem}");
+    }
+    if resources.is_empty() && problems.is_empty() {
+        println!("error: no metallb.io objects in {} file(s)", files.len());
+        return ExitCode::FAILURE;
+    }
+    if !problems.is_empty() {
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "valid: {} metallb.io objects ({} pools, {} L2 and {} BGP advertisements, {} peers, {} BFD profiles)",
+        resources.len(),
+        built.config.pools.len(),
+        built.config.l2_advertisements.len(),
+        built.config.bgp_advertisements.len(),
+        built.config.peers.len(),
+        built.config.bfd_profiles.len()
+    );
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -70,7 +118,7 @@ fn main() -> ExitCode {
             print!("{}", ferrolb_api::crds_yaml());
             ExitCode::SUCCESS
         }
-        Command::Validate { .. } => not_yet("validate", 3),
+        Command::Validate { files } => validate(&files),
         Command::Status(_) => not_yet("status", 5),
         Command::Migrate { .. } => not_yet("migrate", 3),
     }
