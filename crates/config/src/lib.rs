@@ -4,8 +4,8 @@
 //!
 //! So far: pools (IPAddressPool → the allocator's pools), L2 and BGP advertisements with
 //! Community aliases, BGP peers and BFD profiles, one [`build`] over all of them, reading them
-//! from YAML, and the legacy-format reader. LOCAL_PREF conflicts between advertisements and the
-//! migration to resources follow (issue 3).
+//! from YAML, and the migration from MetalLB's legacy format. LOCAL_PREF conflicts between
+//! advertisements are not checked yet (issue 3).
 
 pub mod bgp;
 mod build;
@@ -14,6 +14,7 @@ pub mod duration;
 mod error;
 pub mod l2;
 pub mod legacy;
+pub mod migrate;
 pub mod peers;
 pub mod pools;
 

@@ -108,6 +108,37 @@ fn validate(files: &[std::path::PathBuf]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `ferrolb migrate`: the resources as YAML on stdout, or one line per problem and exit 1.
+fn migrate(file: &std::path::Path) -> ExitCode {
+    let name = file.display().to_string();
+    let text = if name == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(file)
+    };
+    let result = text
+        .map_err(|err| vec![format!("{name}: cannot read: {err}")])
+        .and_then(|text| {
+            ferrolb_config::legacy::read(&text).map_err(|err| vec![format!("{name}: {err}")])
+        })
+        .and_then(|input| {
+            ferrolb_config::migrate::migrate(&input)
+                .map_err(|errors| errors.iter().map(ToString::to_string).collect())
+        });
+    match result {
+        Ok(yaml) => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for problem in problems {
+                eprintln!("error: {problem}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -120,7 +151,7 @@ fn main() -> ExitCode {
         }
         Command::Validate { files } => validate(&files),
         Command::Status(_) => not_yet("status", 5),
-        Command::Migrate { .. } => not_yet("migrate", 3),
+        Command::Migrate { file } => migrate(&file),
     }
 }
 
