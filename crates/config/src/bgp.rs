@@ -52,6 +52,9 @@ pub fn build_bgp(
     let mut built = BuiltBgp::default();
     aliases(community_resources, &mut built);
     let pool_labels = served_pool_labels(pool_resources, served);
+    // Name order decides which of two conflicting advertisements is served.
+    let mut resources: Vec<&BgpAdvertisementResource> = resources.iter().collect();
+    resources.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     for resource in resources {
         let name = resource.metadata.name.clone().unwrap_or_default();
         let spec = &resource.spec;
@@ -170,7 +173,7 @@ pub fn build_bgp(
                 format!("no served pool is named {pool:?}; it advertises nothing for it"),
             ));
         }
-        built.advertisements.push(BgpAdvertisement {
+        let candidate = BgpAdvertisement {
             name,
             pools,
             aggregation_length,
@@ -180,9 +183,60 @@ pub fn build_bgp(
             service_selectors,
             node_selectors,
             peers,
-        });
+        };
+        if let Some(conflict) = local_pref_conflict(&candidate, &built.advertisements, served) {
+            built.errors.push(ConfigError::new(
+                KIND,
+                &candidate.name,
+                "spec.localPref",
+                conflict,
+            ));
+            continue;
+        }
+        built.advertisements.push(candidate);
     }
     built
+}
+
+/// MetalLB's rule: two advertisements that would send the same route (a shared pool, no
+/// serviceSelectors, the same aggregation for the pool's families, a common peer, a common
+/// node) must agree on LOCAL_PREF. Without the cluster's nodes, two different non-empty node
+/// selector lists are taken as disjoint: permissive where only the nodes could tell.
+fn local_pref_conflict(
+    candidate: &BgpAdvertisement,
+    accepted: &[BgpAdvertisement],
+    served: &Pools,
+) -> Option<String> {
+    if !candidate.service_selectors.is_empty() {
+        return None;
+    }
+    let pref = candidate.local_pref.unwrap_or(0);
+    accepted.iter().filter(|other| other.service_selectors.is_empty() && other.local_pref.unwrap_or(0) != pref).find_map(|other| {
+        let peers_meet = candidate.peers.is_empty() || other.peers.is_empty() || !candidate.peers.is_disjoint(&other.peers);
+        let nodes_meet = candidate.node_selectors.is_empty() || other.node_selectors.is_empty() || candidate.node_selectors == other.node_selectors;
+        if !peers_meet || !nodes_meet {
+            return None;
+        }
+        candidate.pools.intersection(&other.pools).find_map(|pool| {
+            let ranges = &served.get(pool)?.ranges;
+            let has_v4 = ranges.iter().any(|r| r.first().is_ipv4());
+            let has_v6 = ranges.iter().any(|r| r.first().is_ipv6());
+            let v4_differs = candidate.aggregation_length != other.aggregation_length;
+            let v6_differs = candidate.aggregation_length_v6 != other.aggregation_length_v6;
+            let same_routes = match (has_v4, has_v6) {
+                (true, false) => !v4_differs,
+                (false, true) => !v6_differs,
+                _ => !(v4_differs && v6_differs),
+            };
+            same_routes.then(|| {
+                format!(
+                    "LOCAL_PREF {pref} differs from {} of BGPAdvertisement `{}`, which advertises the same routes of pool `{pool}` to the same peers and nodes",
+                    other.local_pref.unwrap_or(0),
+                    other.name
+                )
+            })
+        })
+    })
 }
 
 /// Collects aliases in object name order; an alias defined twice keeps its first definition.
@@ -373,6 +427,63 @@ mod tests {
         assert!(
             text.iter()
                 .any(|t| t.contains("spec.aggregationLengthV6: /64 is shorter than /120")),
+            "{text:#?}"
+        );
+    }
+
+    #[test]
+    fn conflicting_local_prefs_for_the_same_routes_keep_the_first_by_name() {
+        let (pool_resources, served) = pools();
+        let named = |name: &str, spec: &str| {
+            from_yaml::<BgpAdvertisementResource>(&format!(
+                "apiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {{name: {name}}}\nspec:\n  ipAddressPools: [routed]\n{spec}"
+            ))
+        };
+        let built = build_bgp(
+            &[
+                named("b-conflict", "  localPref: 200\n  peers: [x]\n"),
+                named(
+                    "a-first",
+                    "  localPref: 100\n  peers: [x]\n  nodeSelectors: [{matchLabels: {rack: r1}}]\n",
+                ),
+                named("c-other-peer", "  localPref: 300\n  peers: [y]\n"),
+                named("d-all-peers", "  localPref: 400\n"),
+                named(
+                    "e-other-aggregation",
+                    "  localPref: 500\n  aggregationLength: 30\n  aggregationLengthV6: 124\n",
+                ),
+                named(
+                    "f-other-nodes",
+                    "  localPref: 600\n  peers: [x]\n  nodeSelectors: [{matchLabels: {rack: r9}}]\n",
+                ),
+            ],
+            &[],
+            &pool_resources,
+            &served,
+        );
+        let served_names: Vec<&str> = built
+            .advertisements
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect();
+        assert_eq!(
+            served_names,
+            [
+                "a-first",
+                "c-other-peer",
+                "e-other-aggregation",
+                "f-other-nodes"
+            ],
+            "{:?}",
+            built.errors
+        );
+        let text: Vec<String> = built.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(text.len(), 2, "{text:#?}");
+        assert!(text[0].starts_with("BGPAdvertisement b-conflict: spec.localPref: LOCAL_PREF 200 differs from 100 of BGPAdvertisement `a-first`"), "{text:#?}");
+        assert!(
+            text[1].starts_with(
+                "BGPAdvertisement d-all-peers: spec.localPref: LOCAL_PREF 400 differs from 100"
+            ),
             "{text:#?}"
         );
     }

@@ -76,11 +76,33 @@ pub fn build(resources: &Resources, keep_pools: &BTreeSet<String>) -> Built {
     errors.extend(l2.errors);
     errors.extend(bgp.errors);
     errors.extend(peers.errors);
+    // MetalLB's rule: BFD echo mode cannot run beside IPv6 routes on a session. The
+    // advertisement is left out rather than the peer, whose other routes stay up.
+    let mut bgp_advertisements = bgp.advertisements;
+    bgp_advertisements.retain(|advertisement| {
+        let has_v6 = advertisement.pools.iter().filter_map(|p| pools.pools.get(p)).flat_map(|p| &p.ranges).any(|r| r.first().is_ipv6());
+        let echo_peer = peers.peers.values().find(|peer| {
+            (advertisement.peers.is_empty() || advertisement.peers.contains(&peer.name))
+                && peer.bfd_profile.as_ref().and_then(|b| peers.bfd_profiles.get(b)).is_some_and(|b| b.echo_mode)
+        });
+        match echo_peer.filter(|_| has_v6) {
+            Some(peer) => {
+                errors.push(ConfigError::new(
+                    "BGPAdvertisement",
+                    &advertisement.name,
+                    "spec",
+                    format!("it advertises IPv6 addresses to peer `{}`, whose BFD profile enables echo mode, which IPv6 sessions cannot use", peer.name),
+                ));
+                false
+            }
+            None => true,
+        }
+    });
     Built {
         config: Config {
             pools: pools.pools,
             l2_advertisements: l2.advertisements,
-            bgp_advertisements: bgp.advertisements,
+            bgp_advertisements,
             communities: bgp.communities,
             peers: peers.peers,
             bfd_profiles: peers.bfd_profiles,
@@ -223,6 +245,28 @@ spec: {peers: [nobody]}
             built.warnings[0]
                 .to_string()
                 .contains("no valid BGPPeer is named \"nobody\"")
+        );
+    }
+
+    #[test]
+    fn bfd_echo_on_a_peer_that_gets_ipv6_routes_is_refused() {
+        let text = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: v6}\nspec: {addresses: ['2001:db8:203::/120']}\n---\napiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: v4}\nspec: {addresses: [203.0.113.0/28]}\n---\napiVersion: metallb.io/v1beta1\nkind: BFDProfile\nmetadata: {name: echo}\nspec: {echoMode: true}\n---\napiVersion: metallb.io/v1beta2\nkind: BGPPeer\nmetadata: {name: r}\nspec: {myASN: 64500, peerASN: 64501, peerAddress: 198.51.100.3, bfdProfile: echo}\n---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: six}\nspec: {ipAddressPools: [v6]}\n---\napiVersion: metallb.io/v1beta1\nkind: BGPAdvertisement\nmetadata: {name: four}\nspec: {ipAddressPools: [v4]}\n";
+        let mut resources = Resources::default();
+        assert!(resources.add_yaml("f", text).is_empty());
+        let built = build(&resources, &BTreeSet::new());
+        let served: Vec<&str> = built
+            .config
+            .bgp_advertisements
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect();
+        assert_eq!(served, ["four"]);
+        assert!(
+            built.errors[0].to_string().starts_with(
+                "BGPAdvertisement six: spec: it advertises IPv6 addresses to peer `r`"
+            ),
+            "{:?}",
+            built.errors
         );
     }
 

@@ -4,8 +4,7 @@
 //!
 //! So far: pools (IPAddressPool → the allocator's pools), L2 and BGP advertisements with
 //! Community aliases, BGP peers and BFD profiles, one [`build`] over all of them, reading them
-//! from YAML, and the migration from MetalLB's legacy format. LOCAL_PREF conflicts between
-//! advertisements are not checked yet (issue 3).
+//! from YAML, and the migration from MetalLB's legacy format.
 
 pub mod bgp;
 mod build;

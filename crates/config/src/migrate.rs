@@ -198,7 +198,7 @@ address-pools:
   addresses: [203.0.113.0/25]
   bgp-advertisements:
   - {aggregation-length: 32, localpref: 100, communities: [no-export]}
-  - {communities: ["64500:7"]}
+  - {aggregation-length: 30, communities: ["64500:7"]}
 - {name: quiet, protocol: bgp, auto-assign: false, addresses: ["2001:db8:203::/120"]}
 bfd-profiles:
 - {name: fast, receive-interval: 100, transmit-interval: 100, detect-multiplier: 3}
