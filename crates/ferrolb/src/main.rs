@@ -54,9 +54,9 @@ struct SpeakerArgs {
     node_name: Option<String>,
 }
 
-/// The issue that brings each role; printed so that nobody mistakes a missing role for a broken one.
-fn not_yet(role: &str, issue: u32) -> ExitCode {
-    eprintln!("ferrolb {role}: not implemented yet (tracked in issue {issue})");
+/// Says which work brings a role, so that nobody mistakes a missing role for a broken one.
+fn not_yet(role: &str, tracked_in: &str) -> ExitCode {
+    eprintln!("ferrolb {role}: not implemented yet ({tracked_in})");
     ExitCode::from(2)
 }
 
@@ -142,15 +142,15 @@ fn migrate(file: &std::path::Path) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Controller(_) => not_yet("controller", 4),
-        Command::Speaker(_) => not_yet("speaker", 5),
-        Command::Webhook(_) => not_yet("webhook", 3),
+        Command::Controller(_) => not_yet("controller", "issue 4"),
+        Command::Speaker(_) => not_yet("speaker", "issues 5 and 6"),
+        Command::Webhook(_) => not_yet("webhook", "no issue filed yet"),
         Command::Crds => {
             print!("{}", ferrolb_api::crds_yaml());
             ExitCode::SUCCESS
         }
         Command::Validate { files } => validate(&files),
-        Command::Status(_) => not_yet("status", 5),
+        Command::Status(_) => not_yet("status", "issue 5"),
         Command::Migrate { file } => migrate(&file),
     }
 }
