@@ -13,7 +13,7 @@ use ferrolb_labels::Selector;
 
 use crate::ConfigError;
 use crate::community::{Community, CommunityError};
-use crate::pools::{select_pools, selectors, served_pool_labels};
+use crate::pools::{select_pools, selectors, served_pool_labels, unique};
 
 const KIND: &str = "BGPAdvertisement";
 
@@ -267,21 +267,6 @@ fn aliases(resources: &[CommunityResource], built: &mut BuiltBgp) {
             }
         }
     }
-}
-
-fn unique(
-    values: &[String],
-    field: &str,
-    what: &str,
-    report: &mut dyn FnMut(String, String),
-) -> BTreeSet<String> {
-    let mut set = BTreeSet::new();
-    for value in values {
-        if !set.insert(value.clone()) {
-            report(field.into(), format!("{what} {value:?} is listed twice"));
-        }
-    }
-    set
 }
 
 /// The prefix length of the largest CIDR block in `range`, and the family's maximum (32 or 128).

@@ -9,7 +9,7 @@ use ferrolb_ipam::Pools;
 use ferrolb_labels::Selector;
 
 use crate::ConfigError;
-use crate::pools::{select_pools, selectors, served_pool_labels};
+use crate::pools::{select_pools, selectors, served_pool_labels, unique};
 
 const KIND: &str = "L2Advertisement";
 
@@ -53,15 +53,12 @@ pub fn build_l2(
             errors.push(ConfigError::new(KIND, &name, &field, reason))
         };
 
-        let mut named = BTreeSet::new();
-        for pool in &spec.ip_address_pools {
-            if !named.insert(pool.clone()) {
-                report(
-                    "spec.ipAddressPools".into(),
-                    format!("pool {pool:?} is listed twice"),
-                );
-            }
-        }
+        let named = unique(
+            &spec.ip_address_pools,
+            "spec.ipAddressPools",
+            "pool",
+            &mut report,
+        );
         let pool_selectors = selectors(
             &spec.ip_address_pool_selectors,
             "spec.ipAddressPoolSelectors",

@@ -208,6 +208,22 @@ pub(crate) fn select_pools(
     (pools, unknown)
 }
 
+/// The set of `values`; a value listed twice is reported, as MetalLB does.
+pub(crate) fn unique(
+    values: &[String],
+    field: &str,
+    what: &str,
+    report: &mut dyn FnMut(String, String),
+) -> BTreeSet<String> {
+    let mut set = BTreeSet::new();
+    for value in values {
+        if !set.insert(value.clone()) {
+            report(field.into(), format!("{what} {value:?} is listed twice"));
+        }
+    }
+    set
+}
+
 /// Validates a list of selectors; a selector listed twice is an error, as in MetalLB.
 pub(crate) fn selectors(
     list: &[LabelSelector],
