@@ -8,6 +8,7 @@ use ferrolb_api::v1beta1::{BGPAdvertisement, IPAddressPool, L2Advertisement};
 use ferrolb_config::bgp::build_bgp;
 use ferrolb_config::l2::build_l2;
 use ferrolb_config::pools::build_pools;
+use ferrolb_config::scope::served_pool_labels;
 
 fn pools(count: u32) -> Vec<IPAddressPool> {
     (0..count)
@@ -69,8 +70,9 @@ fn build(c: &mut Criterion) {
     let (l2, bgp) = advertisements(1000);
     let whole = || {
         let pools = build_pools(&resources, &none);
-        let l2 = build_l2(&l2, &resources, &pools.pools);
-        let bgp = build_bgp(&bgp, &[], &resources, &pools.pools);
+        let labels = served_pool_labels(&resources, &pools.pools);
+        let l2 = build_l2(&l2, &labels);
+        let bgp = build_bgp(&bgp, &[], &labels, &pools.pools);
         (pools, l2, bgp)
     };
     let (_, built_l2, built_bgp) = whole();

@@ -6,14 +6,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ferrolb_api::v1beta1::{
-    BGPAdvertisement as BgpAdvertisementResource, Community as CommunityResource, IPAddressPool,
+    BGPAdvertisement as BgpAdvertisementResource, Community as CommunityResource,
 };
 use ferrolb_ipam::{IpRange, Pools};
 use ferrolb_labels::Selector;
 
 use crate::ConfigError;
 use crate::community::{Community, CommunityError};
-use crate::pools::{select_pools, selectors, served_pool_labels, unique};
+use crate::pools::unique;
+use crate::scope::{PoolLabels, scope};
 
 const KIND: &str = "BGPAdvertisement";
 
@@ -46,12 +47,11 @@ pub struct BuiltBgp {
 pub fn build_bgp(
     resources: &[BgpAdvertisementResource],
     community_resources: &[CommunityResource],
-    pool_resources: &[IPAddressPool],
+    pool_labels: &PoolLabels,
     served: &Pools,
 ) -> BuiltBgp {
     let mut built = BuiltBgp::default();
     aliases(community_resources, &mut built);
-    let pool_labels = served_pool_labels(pool_resources, served);
     // Name order decides which of two conflicting advertisements is served.
     let mut resources: Vec<&BgpAdvertisementResource> = resources.iter().collect();
     resources.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
@@ -63,24 +63,15 @@ pub fn build_bgp(
             errors.push(ConfigError::new(KIND, &name, &field, reason))
         };
 
-        let named = unique(
+        let scope = scope(
             &spec.ip_address_pools,
-            "spec.ipAddressPools",
-            "pool",
+            &spec.ip_address_pool_selectors,
+            &spec.service_selectors,
+            &spec.node_selectors,
+            pool_labels,
             &mut report,
         );
         let peers = unique(&spec.peers, "spec.peers", "peer", &mut report);
-        let pool_selectors = selectors(
-            &spec.ip_address_pool_selectors,
-            "spec.ipAddressPoolSelectors",
-            &mut report,
-        );
-        let service_selectors = selectors(
-            &spec.service_selectors,
-            "spec.serviceSelectors",
-            &mut report,
-        );
-        let node_selectors = selectors(&spec.node_selectors, "spec.nodeSelectors", &mut report);
         let length = |value: i32, max: u8, field: &str, report: &mut dyn FnMut(String, String)| {
             match u8::try_from(value).ok().filter(|v| (1..=max).contains(v)) {
                 Some(v) => v,
@@ -105,7 +96,7 @@ pub fn build_bgp(
             "spec.aggregationLengthV6",
             &mut report,
         );
-        if !service_selectors.is_empty()
+        if !scope.service_selectors.is_empty()
             && (aggregation_length != 32 || aggregation_length_v6 != 128)
         {
             report(
@@ -132,10 +123,9 @@ pub fn build_bgp(
             }
         }
 
-        let (pools, unknown) = select_pools(&named, &pool_selectors, &pool_labels);
         // Aggregating to a prefix shorter than an address entry would advertise addresses
         // that are not in the pool.
-        for pool in &pools {
+        for pool in &scope.pools {
             let Some(ranges) = served.get(pool).map(|p| &p.ranges) else {
                 continue;
             };
@@ -165,7 +155,7 @@ pub fn build_bgp(
             built.errors.append(&mut errors);
             continue;
         }
-        for pool in unknown {
+        for pool in &scope.unknown_pools {
             built.warnings.push(ConfigError::new(
                 KIND,
                 &name,
@@ -175,13 +165,13 @@ pub fn build_bgp(
         }
         let candidate = BgpAdvertisement {
             name,
-            pools,
+            pools: scope.pools,
             aggregation_length,
             aggregation_length_v6,
             local_pref: spec.local_pref,
             communities,
-            service_selectors,
-            node_selectors,
+            service_selectors: scope.service_selectors,
+            node_selectors: scope.node_selectors,
             peers,
         };
         if let Some(conflict) = local_pref_conflict(&candidate, &built.advertisements, served) {
@@ -312,6 +302,8 @@ fn ip_u128(ip: IpAddr) -> u128 {
 mod tests {
     use super::*;
     use crate::pools::build_pools;
+    use crate::scope::served_pool_labels;
+    use ferrolb_api::v1beta1::IPAddressPool;
     use std::str::FromStr;
 
     fn from_yaml<T: serde::de::DeserializeOwned>(yaml: &str) -> T {
@@ -367,7 +359,7 @@ mod tests {
         let built = build_bgp(
             &[resource],
             &[community_aliases()],
-            &pool_resources,
+            &served_pool_labels(&pool_resources, &served),
             &served,
         );
         assert!(built.errors.is_empty(), "{:?}", built.errors);
@@ -394,7 +386,12 @@ mod tests {
             "spec:\n  ipAddressPools: [routed]\n  aggregationLength: 25\n  aggregationLengthV6: 120\n",
         );
         let bad = adv("spec:\n  aggregationLength: 24\n  aggregationLengthV6: 64\n");
-        let built = build_bgp(&[ok, bad], &[], &pool_resources, &served);
+        let built = build_bgp(
+            &[ok, bad],
+            &[],
+            &served_pool_labels(&pool_resources, &served),
+            &served,
+        );
         assert_eq!(built.advertisements.len(), 1);
         let text: Vec<String> = built.errors.iter().map(ToString::to_string).collect();
         assert!(
@@ -443,7 +440,7 @@ mod tests {
                 ),
             ],
             &[],
-            &pool_resources,
+            &served_pool_labels(&pool_resources, &served),
             &served,
         );
         let served_names: Vec<&str> = built
@@ -485,7 +482,7 @@ mod tests {
         let built = build_bgp(
             &[resource],
             &[community_aliases(), bad_alias],
-            &pool_resources,
+            &served_pool_labels(&pool_resources, &served),
             &served,
         );
         assert!(built.advertisements.is_empty());

@@ -12,6 +12,7 @@ use crate::community::Community;
 use crate::l2::{L2Advertisement, build_l2};
 use crate::peers::{BfdProfile, Peer, build_peers};
 use crate::pools::build_pools;
+use crate::scope::served_pool_labels;
 
 /// The metallb.io resources of one namespace (or of some files), as they were written.
 #[derive(Debug, Default, Clone)]
@@ -48,11 +49,12 @@ pub struct Built {
 /// ones are served; of two conflicting pools, those in `keep_pools` win (see `pools`).
 pub fn build(resources: &Resources, keep_pools: &BTreeSet<String>) -> Built {
     let pools = build_pools(&resources.pools, keep_pools);
-    let l2 = build_l2(&resources.l2_advertisements, &resources.pools, &pools.pools);
+    let pool_labels = served_pool_labels(&resources.pools, &pools.pools);
+    let l2 = build_l2(&resources.l2_advertisements, &pool_labels);
     let bgp = build_bgp(
         &resources.bgp_advertisements,
         &resources.communities,
-        &resources.pools,
+        &pool_labels,
         &pools.pools,
     );
     let peers = build_peers(&resources.peers, &resources.bfd_profiles);

@@ -4,12 +4,11 @@
 
 use std::collections::BTreeSet;
 
-use ferrolb_api::v1beta1::{IPAddressPool, L2Advertisement as L2AdvertisementResource};
-use ferrolb_ipam::Pools;
+use ferrolb_api::v1beta1::L2Advertisement as L2AdvertisementResource;
 use ferrolb_labels::Selector;
 
 use crate::ConfigError;
-use crate::pools::{select_pools, selectors, served_pool_labels, unique};
+use crate::scope::{PoolLabels, scope};
 
 const KIND: &str = "L2Advertisement";
 
@@ -38,12 +37,7 @@ pub struct BuiltL2 {
     pub warnings: Vec<ConfigError>,
 }
 
-pub fn build_l2(
-    resources: &[L2AdvertisementResource],
-    pool_resources: &[IPAddressPool],
-    served: &Pools,
-) -> BuiltL2 {
-    let pool_labels = served_pool_labels(pool_resources, served);
+pub fn build_l2(resources: &[L2AdvertisementResource], pool_labels: &PoolLabels) -> BuiltL2 {
     let mut built = BuiltL2::default();
     for resource in resources {
         let name = resource.metadata.name.clone().unwrap_or_default();
@@ -53,23 +47,14 @@ pub fn build_l2(
             errors.push(ConfigError::new(KIND, &name, &field, reason))
         };
 
-        let named = unique(
+        let scope = scope(
             &spec.ip_address_pools,
-            "spec.ipAddressPools",
-            "pool",
-            &mut report,
-        );
-        let pool_selectors = selectors(
             &spec.ip_address_pool_selectors,
-            "spec.ipAddressPoolSelectors",
-            &mut report,
-        );
-        let service_selectors = selectors(
             &spec.service_selectors,
-            "spec.serviceSelectors",
+            &spec.node_selectors,
+            pool_labels,
             &mut report,
         );
-        let node_selectors = selectors(&spec.node_selectors, "spec.nodeSelectors", &mut report);
         let mut preferred_nodes = Vec::new();
         for (index, preferred) in spec.preferred_node_selectors.iter().enumerate() {
             let field = format!("spec.preferredNodeSelectors[{index}]");
@@ -104,8 +89,7 @@ pub fn build_l2(
             continue;
         }
 
-        let (pools, unknown) = select_pools(&named, &pool_selectors, &pool_labels);
-        for pool in unknown {
+        for pool in &scope.unknown_pools {
             built.warnings.push(ConfigError::new(
                 KIND,
                 &name,
@@ -115,9 +99,9 @@ pub fn build_l2(
         }
         built.advertisements.push(L2Advertisement {
             name,
-            pools,
-            service_selectors,
-            node_selectors,
+            pools: scope.pools,
+            service_selectors: scope.service_selectors,
+            node_selectors: scope.node_selectors,
             preferred_nodes,
             interfaces: interfaces.into_iter().collect(),
         });
@@ -144,6 +128,9 @@ pub(crate) fn bad_interface_name(name: &str) -> Option<&'static str> {
 mod tests {
     use super::*;
     use crate::pools::build_pools;
+    use crate::scope::served_pool_labels;
+    use ferrolb_api::v1beta1::IPAddressPool;
+    use ferrolb_ipam::Pools;
 
     fn from_yaml<T: serde::de::DeserializeOwned>(yaml: &str) -> T {
         serde_saphyr::from_str(yaml).expect("test YAML")
@@ -174,7 +161,7 @@ mod tests {
     #[test]
     fn no_pool_names_or_selectors_means_every_pool() {
         let (pools, served) = setup();
-        let built = build_l2(&[advertisement("")], &pools, &served);
+        let built = build_l2(&[advertisement("")], &served_pool_labels(&pools, &served));
         assert!(built.errors.is_empty() && built.warnings.is_empty());
         assert_eq!(
             built.advertisements[0].pools,
@@ -192,7 +179,7 @@ mod tests {
         let adv = advertisement(
             "spec:\n  ipAddressPools: [routed, gone]\n  ipAddressPoolSelectors: [{matchLabels: {zone: z0}}]\n  interfaces: [eth1]\n  preferredNodeSelectors: [{preference: {matchLabels: {rack: a}}, weight: 50}]\n",
         );
-        let built = build_l2(&[adv], &pools, &served);
+        let built = build_l2(&[adv], &served_pool_labels(&pools, &served));
         assert!(built.errors.is_empty(), "{:?}", built.errors);
         let served_adv = &built.advertisements[0];
         assert_eq!(
@@ -217,7 +204,7 @@ mod tests {
         let adv = advertisement(
             "spec:\n  ipAddressPools: [lan, lan]\n  nodeSelectors: [{matchLabels: {a: b}}, {matchLabels: {a: b}}]\n  interfaces: [eth0, eth0, 'bad/name', averyveryverylongname]\n  preferredNodeSelectors: [{preference: {matchExpressions: [{key: k, operator: Bogus}]}, weight: 5}]\n",
         );
-        let built = build_l2(&[adv], &pools, &served);
+        let built = build_l2(&[adv], &served_pool_labels(&pools, &served));
         assert!(built.advertisements.is_empty());
         let text: Vec<String> = built.errors.iter().map(ToString::to_string).collect();
         for expected in [

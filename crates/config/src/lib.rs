@@ -16,6 +16,7 @@ pub mod legacy;
 pub mod migrate;
 pub mod peers;
 pub mod pools;
+pub mod scope;
 
 pub use build::{Built, Config, Resources, build};
 pub use error::ConfigError;

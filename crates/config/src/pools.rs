@@ -6,12 +6,12 @@
 //! both be served: pools named in `keep_first` (those that already hold addresses, or were in
 //! the last good configuration) win, then name order decides, and the loser's error names both.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::str::FromStr;
 
 use ferrolb_api::v1beta1::IPAddressPool;
 use ferrolb_ipam::{IpRange, Pool, Pools, ServiceAllocation};
-use ferrolb_labels::{Labels, Selector};
+use ferrolb_labels::Selector;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::ConfigError;
@@ -168,44 +168,6 @@ fn pool_from_resource(name: &str, resource: &IPAddressPool) -> Result<Pool, Vec<
     pool.avoid_buggy_ips = spec.avoid_buggy_ips;
     pool.allocation = allocation;
     Ok(pool)
-}
-
-/// The labels of every served pool, by name: what advertisements select pools by.
-pub(crate) fn served_pool_labels<'a>(
-    resources: &'a [IPAddressPool],
-    served: &Pools,
-) -> BTreeMap<&'a str, Labels> {
-    resources
-        .iter()
-        .filter_map(|p| {
-            let name = p.metadata.name.as_deref()?;
-            served.get(name)?;
-            Some((name, p.metadata.labels.clone().unwrap_or_default()))
-        })
-        .collect()
-}
-
-/// The served pools an advertisement selects: by name or by label, and every pool when it names
-/// none and selects none (MetalLB's rule). Names of pools that are not served come back apart.
-pub(crate) fn select_pools(
-    named: &BTreeSet<String>,
-    selectors: &[Selector],
-    served: &BTreeMap<&str, Labels>,
-) -> (BTreeSet<String>, Vec<String>) {
-    let every_pool = named.is_empty() && selectors.is_empty();
-    let pools = served
-        .iter()
-        .filter(|(pool, labels)| {
-            every_pool || named.contains(**pool) || selectors.iter().any(|s| s.matches(labels))
-        })
-        .map(|(pool, _)| pool.to_string())
-        .collect();
-    let unknown = named
-        .iter()
-        .filter(|name| !served.contains_key(name.as_str()))
-        .cloned()
-        .collect();
-    (pools, unknown)
 }
 
 /// The set of `values`; a value listed twice is reported, as MetalLB does.
