@@ -302,11 +302,14 @@ impl Annotations<'_> {
         let lookup = |key: &str| self.all.and_then(|all| all.get(key));
         let current = lookup(annotation.key());
         let legacy = lookup(annotation.legacy_key());
-        if legacy.is_some() {
+        // The pool annotation is the controller's own record, not the user's request: an old
+        // MetalLB's legacy copy is simply replaced, so it is neither a conflict nor deprecated.
+        let controller_written = annotation == Annotation::IpAllocatedFromPool;
+        if legacy.is_some() && !controller_written {
             self.legacy_used.insert(annotation);
         }
         let found = match (current, legacy) {
-            (Some(current), Some(legacy)) if current != legacy => {
+            (Some(current), Some(legacy)) if current != legacy && !controller_written => {
                 return Err(ServiceError::ConflictingAnnotations {
                     annotation,
                     current_value: current.clone(),
@@ -691,7 +694,25 @@ mod tests {
         assert_eq!(request.sharing_key.as_deref(), Some("web-and-dns"));
         assert_eq!(request.allocated_from_pool.as_deref(), Some("production"));
         assert_eq!(request.requested_ips.ipv4, Some(ipv4("198.51.100.200")));
-        assert_eq!(request.legacy_annotations, BTreeSet::from(Annotation::ALL));
+        assert_eq!(
+            request.legacy_annotations,
+            BTreeSet::from([
+                Annotation::AddressPool,
+                Annotation::AllowSharedIp,
+                Annotation::LoadBalancerIps
+            ])
+        );
+    }
+
+    #[test]
+    fn the_controller_written_pool_annotation_prefers_the_current_key_and_is_not_deprecated() {
+        let request = parse(&[
+            ("metallb.io/ip-allocated-from-pool", "new"),
+            ("metallb.universe.tf/ip-allocated-from-pool", "old"),
+        ])
+        .expect("the controller replaces the legacy copy; not the user's conflict");
+        assert_eq!(request.allocated_from_pool.as_deref(), Some("new"));
+        assert!(request.legacy_annotations.is_empty());
     }
 
     #[test]
@@ -722,7 +743,10 @@ mod tests {
 
     #[test]
     fn different_values_under_both_prefixes_are_an_error() {
-        for annotation in Annotation::ALL {
+        for annotation in Annotation::ALL
+            .into_iter()
+            .filter(|a| *a != Annotation::IpAllocatedFromPool)
+        {
             let error = parse(&[
                 (annotation.key(), "192.0.2.1"),
                 (annotation.legacy_key(), "192.0.2.2"),

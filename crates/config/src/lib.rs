@@ -12,6 +12,7 @@ pub mod community;
 pub mod duration;
 mod error;
 pub mod l2;
+mod last_good;
 pub mod legacy;
 pub mod migrate;
 pub mod peers;
@@ -20,3 +21,4 @@ pub mod scope;
 
 pub use build::{Built, Config, Resources, build};
 pub use error::ConfigError;
+pub use last_good::{LastGood, Served, Stale};
