@@ -1,2 +1,278 @@
-//! End-to-end tests of ferrolb against the real testbed live in `tests/`; this crate has no
-//! library code. They need root and network namespaces: run them with `scripts/test`.
+//! End-to-end tests of ferrolb against the real testbed live in `tests/`. They need root and
+//! network namespaces: run them with `scripts/test`. This library holds what the controller
+//! tests share: a scenario with its own configuration namespace, Service namespace,
+//! loadBalancerClass and controller process, so that tests run side by side without seeing
+//! each other's Services or pools.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use ferrolb_testbed::{ControllerProcess, Family, ServiceSpec, Testbed, wait_until};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::events::v1::Event;
+use kube::Api;
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+};
+
+/// The metallb.io kinds a test may write, with their plural resource names.
+const KINDS: [(&str, &str, &str); 6] = [
+    ("v1beta1", "IPAddressPool", "ipaddresspools"),
+    ("v1beta1", "L2Advertisement", "l2advertisements"),
+    ("v1beta1", "BGPAdvertisement", "bgpadvertisements"),
+    ("v1beta2", "BGPPeer", "bgppeers"),
+    ("v1beta1", "BFDProfile", "bfdprofiles"),
+    ("v1beta1", "Community", "communities"),
+];
+
+pub struct Scenario {
+    pub testbed: Testbed,
+    pub kube: kube::Client,
+    /// Where this scenario's metallb.io objects and Lease live.
+    pub config_namespace: String,
+    /// Where its Services live.
+    pub namespace: String,
+    /// The loadBalancerClass its controllers serve; `None`: the default (no class).
+    pub class: Option<String>,
+    pub controllers: Vec<ControllerProcess>,
+    lease_seconds: u64,
+}
+
+impl Scenario {
+    /// A clean slate for test `name`: CRDs installed, its namespaces created and emptied (no
+    /// Services, no metallb.io objects, no Lease left by an earlier run). No controller yet.
+    pub async fn new(name: &str) -> Result<Self> {
+        Self::with_class(name, Some(format!("ferrolb.test/{name}"))).await
+    }
+
+    pub async fn with_class(name: &str, class: Option<String>) -> Result<Self> {
+        let testbed = Testbed::get();
+        let kube = testbed.kube().await?;
+        testbed.install_crds(&kube).await?;
+        let config_namespace = format!("cfg-{name}");
+        let namespace = format!("svc-{name}");
+        for ns in [&config_namespace, &namespace] {
+            testbed.ensure_namespace(&kube, ns).await?;
+        }
+        testbed.clear_namespace(&kube, &namespace).await?;
+        for (version, kind, plural) in KINDS {
+            let api = dynamic_api(&kube, &config_namespace, version, kind, plural);
+            api.delete_collection(&DeleteParams::default(), &ListParams::default())
+                .await
+                .with_context(|| format!("deleting {kind} objects in {config_namespace}"))?;
+        }
+        let leases: Api<Lease> = Api::namespaced(kube.clone(), &config_namespace);
+        leases
+            .delete_collection(&DeleteParams::default(), &ListParams::default())
+            .await?;
+        // Services are deleted asynchronously only if they have finalizers; these have none.
+        Ok(Self {
+            testbed,
+            kube,
+            config_namespace,
+            namespace,
+            class,
+            controllers: Vec::new(),
+            lease_seconds: 2,
+        })
+    }
+
+    /// Starts one more controller for this scenario; returns its index in `controllers`.
+    pub fn start_controller(&mut self) -> Result<usize> {
+        let lease = self.lease_seconds.to_string();
+        let mut args = vec![
+            "--namespace",
+            &self.config_namespace,
+            "--metrics-address",
+            "127.0.0.1:0",
+            "--lease-duration",
+            &lease,
+        ];
+        let identity = format!("{}-{}", self.namespace, self.controllers.len());
+        args.extend(["--identity", &identity]);
+        if let Some(class) = &self.class {
+            args.extend(["--lb-class", class]);
+        }
+        let process = self.testbed.start_controller(&self.namespace, &args)?;
+        self.controllers.push(process);
+        Ok(self.controllers.len() - 1)
+    }
+
+    /// Applies metallb.io objects from YAML into the configuration namespace (server-side
+    /// apply: creates or updates).
+    pub async fn apply(&self, yaml: &str) -> Result<()> {
+        let documents: Vec<serde_json::Value> =
+            serde_saphyr::from_multiple(yaml).context("parsing the test's YAML")?;
+        for mut document in documents.into_iter().filter(|d| !d.is_null()) {
+            let kind = document["kind"].as_str().unwrap_or_default().to_string();
+            let (version, _, plural) = KINDS
+                .iter()
+                .find(|(_, k, _)| *k == kind)
+                .ok_or_else(|| anyhow!("not a metallb.io kind: {kind}"))?;
+            document["metadata"]["namespace"] = self.config_namespace.clone().into();
+            let name = document["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let api = dynamic_api(&self.kube, &self.config_namespace, version, &kind, plural);
+            let object: DynamicObject = serde_json::from_value(document)?;
+            api.patch(
+                &name,
+                &PatchParams::apply("ferrolb-e2e").force(),
+                &Patch::Apply(&object),
+            )
+            .await
+            .with_context(|| format!("applying {kind} {name}"))?;
+        }
+        Ok(())
+    }
+
+    pub async fn delete(&self, kind: &str, name: &str) -> Result<()> {
+        let (version, _, plural) = KINDS
+            .iter()
+            .find(|(_, k, _)| *k == kind)
+            .ok_or_else(|| anyhow!("not a metallb.io kind: {kind}"))?;
+        dynamic_api(&self.kube, &self.config_namespace, version, kind, plural)
+            .delete(name, &DeleteParams::default())
+            .await?;
+        Ok(())
+    }
+
+    /// A Service of this scenario's class in its namespace.
+    pub fn service(&self, name: &str, families: &[Family]) -> ServiceSpec {
+        let mut spec = ServiceSpec::new(&self.namespace, name, families);
+        spec.load_balancer_class = self.class.clone();
+        spec
+    }
+
+    pub fn services(&self) -> Api<Service> {
+        Api::namespaced(self.kube.clone(), &self.namespace)
+    }
+
+    /// The addresses `status.loadBalancer.ingress` shows now.
+    pub async fn ingress(&self, name: &str) -> Result<Vec<IpAddr>> {
+        let service = self.services().get(name).await?;
+        Ok(ingress_ips(&service))
+    }
+
+    /// Waits until the Service's addresses satisfy `check`, returning them.
+    pub async fn wait_ingress(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&[IpAddr]) -> bool,
+    ) -> Result<Vec<IpAddr>> {
+        let result = wait_until(
+            &format!("Service {}/{name}: {what}", self.namespace),
+            Duration::from_secs(20),
+            || async {
+                let ips = self.ingress(name).await.map_err(|e| e.to_string())?;
+                if check(&ips) {
+                    Ok(ips)
+                } else {
+                    Err(format!("ingress is {ips:?}"))
+                }
+            },
+        )
+        .await;
+        result.map_err(|e| anyhow!("{e}\ncontroller log:\n{}", self.log_tails()))
+    }
+
+    /// Waits for an address and returns it.
+    pub async fn wait_assigned(&self, name: &str) -> Result<Vec<IpAddr>> {
+        self.wait_ingress(name, "has an address", |ips| !ips.is_empty())
+            .await
+    }
+
+    /// `(reason, note)` of every Event about the Service, oldest first.
+    pub async fn events(&self, name: &str) -> Result<Vec<(String, String)>> {
+        let api: Api<Event> = Api::namespaced(self.kube.clone(), &self.namespace);
+        let mut events: Vec<Event> = api
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .collect();
+        events.sort_by(|a, b| {
+            a.metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0)
+                .cmp(&b.metadata.creation_timestamp.as_ref().map(|t| t.0))
+        });
+        Ok(events
+            .into_iter()
+            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect())
+    }
+
+    /// Waits for an Event with `reason` whose note contains `text`.
+    pub async fn wait_event(&self, name: &str, reason: &str, text: &str) -> Result<String> {
+        let result = wait_until(
+            &format!(
+                "an Event {reason} mentioning {text:?} on {}/{name}",
+                self.namespace
+            ),
+            Duration::from_secs(20),
+            || async {
+                let events = self.events(name).await.map_err(|e| e.to_string())?;
+                events
+                    .iter()
+                    .find(|(r, note)| r == reason && note.contains(text))
+                    .map(|(_, note)| note.clone())
+                    .ok_or_else(|| format!("events: {events:?}"))
+            },
+        )
+        .await;
+        result.map_err(|e| anyhow!("{e}\ncontroller log:\n{}", self.log_tails()))
+    }
+
+    pub fn log_tails(&self) -> String {
+        self.controllers
+            .iter()
+            .map(|c| format!("== {}\n{}", c.log.display(), c.log_tail()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Annotations of the Service now.
+    pub async fn annotations(&self, name: &str) -> Result<BTreeMap<String, String>> {
+        Ok(self
+            .services()
+            .get(name)
+            .await?
+            .metadata
+            .annotations
+            .unwrap_or_default())
+    }
+}
+
+pub fn ingress_ips(service: &Service) -> Vec<IpAddr> {
+    service
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.ip.as_deref()?.parse().ok())
+        .collect()
+}
+
+fn dynamic_api(
+    kube: &kube::Client,
+    namespace: &str,
+    version: &str,
+    kind: &str,
+    plural: &str,
+) -> Api<DynamicObject> {
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("metallb.io", version, kind),
+        plural,
+    );
+    Api::namespaced_with(kube.clone(), namespace, &resource)
+}

@@ -22,7 +22,9 @@ async fn client_reaches_backends_through_kube_proxy(family: Family, vip: IpAddr)
 
     let pod_a = testbed.add_pod(&format!("smoke-{tag}-a"), "node-1").await?;
     let pod_b = testbed.add_pod(&format!("smoke-{tag}-b"), "node-2").await?;
-    let spec = ServiceSpec::new(&namespace, "web", &[family]);
+    let mut spec = ServiceSpec::new(&namespace, "web", &[family]);
+    // A class no ferrolb controller serves: this test writes the status by hand.
+    spec.load_balancer_class = Some("testbed.ferrolb.io/hand-written".into());
     testbed.create_service(&kube, &spec).await?;
     testbed
         .publish_endpoints(&kube, &spec, &[&pod_a, &pod_b])

@@ -16,7 +16,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Allocate LoadBalancer IPs to Services and write their status (leader-elected).
-    Controller(ClusterArgs),
+    Controller(ControllerArgs),
     /// Announce Service IPs from this node over L2 (ARP/NDP) or BGP.
     Speaker(SpeakerArgs),
     /// Serve the validating admission webhook for metallb.io resources.
@@ -46,6 +46,34 @@ struct ClusterArgs {
 }
 
 #[derive(Debug, Args)]
+struct ControllerArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Serve only Services with this spec.loadBalancerClass; without it, Services with none.
+    #[arg(long, env = "METALLB_LB_CLASS")]
+    lb_class: Option<String>,
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:7472")]
+    metrics_address: std::net::SocketAddr,
+    /// Name in the leader Lease and on Events (falls back to $METALLB_POD_NAME, $POD_NAME, then
+    /// host name and process id).
+    #[arg(long)]
+    identity: Option<String>,
+    /// The coordination.k8s.io Lease the controllers elect their leader on.
+    #[arg(long, default_value = "ferrolb-controller")]
+    lease_name: String,
+    /// Seconds a leader's Lease lasts without renewal: how long a dead leader is waited for.
+    #[arg(long, default_value_t = 15)]
+    lease_duration: u64,
+    /// Writes to the apiserver in flight at once.
+    #[arg(long, default_value_t = 32)]
+    write_concurrency: usize,
+    /// Log filter (tracing-subscriber's EnvFilter syntax: info, debug, ferrolb_controller=debug…).
+    #[arg(long, env = "FERROLB_LOG", default_value = "info")]
+    log_level: String,
+}
+
+#[derive(Debug, Args)]
 struct SpeakerArgs {
     #[command(flatten)]
     cluster: ClusterArgs,
@@ -58,6 +86,65 @@ struct SpeakerArgs {
 fn not_yet(role: &str, tracked_in: &str) -> ExitCode {
     eprintln!("ferrolb {role}: not implemented yet ({tracked_in})");
     ExitCode::from(2)
+}
+
+fn controller(args: ControllerArgs) -> ExitCode {
+    let filter = match tracing_subscriber::EnvFilter::try_new(&args.log_level) {
+        Ok(filter) => filter,
+        Err(err) => {
+            eprintln!(
+                "ferrolb controller: --log-level {:?}: {err}",
+                args.log_level
+            );
+            return ExitCode::from(2);
+        }
+    };
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let identity = args
+        .identity
+        .or_else(|| std::env::var("METALLB_POD_NAME").ok())
+        .or_else(|| std::env::var("POD_NAME").ok())
+        .unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "ferrolb".into());
+            format!("{host}-{}", std::process::id())
+        });
+    let options = ferrolb_controller::Options {
+        namespace: args.cluster.namespace,
+        lb_class: args.lb_class.filter(|c| !c.is_empty()),
+        metrics_address: args.metrics_address,
+        identity,
+        lease_name: args.lease_name,
+        lease_duration: std::time::Duration::from_secs(args.lease_duration),
+        write_concurrency: args.write_concurrency,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("ferrolb controller: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let client = kube::Client::try_default().await?;
+        ferrolb_controller::run(client, options).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `ferrolb validate`: one line per problem on stdout; exit 1 when anything cannot be served.
@@ -142,7 +229,7 @@ fn migrate(file: &std::path::Path) -> ExitCode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Controller(_) => not_yet("controller", "issue 4"),
+        Command::Controller(args) => controller(args),
         Command::Speaker(_) => not_yet("speaker", "issues 5 and 6"),
         Command::Webhook(_) => not_yet("webhook", "no issue filed yet"),
         Command::Crds => {
@@ -188,7 +275,7 @@ mod tests {
     fn namespace_defaults_to_metallb_system() {
         let cli = Cli::try_parse_from(["ferrolb", "controller"]).expect("parses");
         match cli.command {
-            Command::Controller(args) => assert_eq!(args.namespace, "metallb-system"),
+            Command::Controller(args) => assert_eq!(args.cluster.namespace, "metallb-system"),
             other => panic!("parsed as {other:?}"),
         }
     }

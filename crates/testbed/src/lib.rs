@@ -7,10 +7,12 @@
 
 mod env;
 mod exec;
+mod ferrolb;
 mod objects;
 mod wait;
 
 pub use env::{Host, Interface, Node, Testbed};
 pub use exec::CommandOutput;
+pub use ferrolb::ControllerProcess;
 pub use objects::{Family, Pod, ServiceSpec};
 pub use wait::wait_until;

@@ -1,0 +1,324 @@
+//! Writes to the apiserver, off the decision loop: many at once, one at a time per object,
+//! only the newest wanted state of an object (a write superseded while queued is never sent),
+//! retried with backoff on throttling, apiserver restarts and network errors.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrolb_api::service::Annotation;
+use ferrolb_api::v1beta1::{ConfigurationState, IPAddressPool};
+use ferrolb_ipam::ServiceKey;
+use k8s_openapi::api::core::v1::{ObjectReference, Service};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder};
+use kube::{Api, Client};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::core::{Event, EventType};
+use crate::metrics::Metrics;
+use crate::snapshot::Desired;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Slot {
+    Service(ServiceKey),
+    Pool(String),
+    State,
+    Event(u64),
+}
+
+#[derive(Debug)]
+pub enum Job {
+    Service {
+        key: ServiceKey,
+        uid: Option<String>,
+        desired: Desired,
+    },
+    PoolStatus {
+        name: String,
+        status: serde_json::Value,
+    },
+    ConfigurationState {
+        errors: Vec<String>,
+    },
+    Event {
+        reference: ObjectReference,
+        event: Event,
+    },
+}
+
+/// What came of a Service write, for the decision loop.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The apiserver's answer: the Service as it is now.
+    Written(Box<Service>),
+    /// Given up (after retries, or refused); the loop decides again.
+    Failed(ServiceKey),
+    /// The Service is gone or was replaced by a new one of the same name.
+    Gone(ServiceKey),
+}
+
+#[derive(Clone)]
+pub struct Writer {
+    jobs: mpsc::UnboundedSender<Job>,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub namespace: String,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Writer {
+    pub fn start(context: Context, concurrency: usize) -> (Self, mpsc::UnboundedReceiver<Outcome>) {
+        let (jobs, receiver) = mpsc::unbounded_channel();
+        let (outcomes, outcome_receiver) = mpsc::unbounded_channel();
+        tokio::spawn(run(
+            Arc::new(context),
+            receiver,
+            outcomes,
+            concurrency.max(1),
+        ));
+        (Self { jobs }, outcome_receiver)
+    }
+
+    pub fn send(&self, job: Job) {
+        // The receiver lives as long as the process; a send can only fail during shutdown.
+        let _ = self.jobs.send(job);
+    }
+}
+
+async fn run(
+    context: Arc<Context>,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    outcomes: mpsc::UnboundedSender<Outcome>,
+    concurrency: usize,
+) {
+    let mut latest: HashMap<Slot, Job> = HashMap::new();
+    let mut queue: VecDeque<Slot> = VecDeque::new();
+    let mut in_flight: HashSet<Slot> = HashSet::new();
+    let mut tasks: JoinSet<(Slot, Option<Outcome>)> = JoinSet::new();
+    let mut next_event = 0u64;
+    let mut open = true;
+    loop {
+        tokio::select! {
+            job = jobs.recv(), if open => match job {
+                Some(job) => {
+                    let slot = match &job {
+                        Job::Service { key, .. } => Slot::Service(key.clone()),
+                        Job::PoolStatus { name, .. } => Slot::Pool(name.clone()),
+                        Job::ConfigurationState { .. } => Slot::State,
+                        Job::Event { .. } => {
+                            next_event += 1;
+                            Slot::Event(next_event)
+                        }
+                    };
+                    if latest.insert(slot.clone(), job).is_none() && !in_flight.contains(&slot) {
+                        queue.push_back(slot);
+                    }
+                }
+                None => open = false,
+            },
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Ok((slot, outcome)) = done {
+                    in_flight.remove(&slot);
+                    if latest.contains_key(&slot) {
+                        queue.push_back(slot);
+                    }
+                    if let Some(outcome) = outcome {
+                        let _ = outcomes.send(outcome);
+                    }
+                }
+            },
+            else => break,
+        }
+        while tasks.len() < concurrency {
+            let Some(slot) = queue.pop_front() else { break };
+            if in_flight.contains(&slot) {
+                continue;
+            }
+            let Some(job) = latest.remove(&slot) else {
+                continue;
+            };
+            in_flight.insert(slot.clone());
+            let context = context.clone();
+            tasks.spawn(async move { (slot, perform(&context, job).await) });
+        }
+    }
+}
+
+async fn perform(context: &Context, job: Job) -> Option<Outcome> {
+    match job {
+        Job::Service { key, uid, desired } => Some(write_service(context, key, uid, desired).await),
+        Job::PoolStatus { name, status } => {
+            let api: Api<IPAddressPool> =
+                Api::namespaced(context.client.clone(), &context.namespace);
+            let patch = json!({ "status": status });
+            let (api, patch, name_ref) = (&api, &patch, &name);
+            let result = with_retries(
+                &format!("IPAddressPool {name} status"),
+                context,
+                || async move {
+                    api.patch_status(name_ref, &PatchParams::default(), &Patch::Merge(patch))
+                        .await
+                },
+            )
+            .await;
+            if let Err(error) = result
+                && !is_status(&error, 404)
+            {
+                tracing::warn!(pool = %name, %error, "could not write the pool's status");
+            }
+            None
+        }
+        Job::ConfigurationState { errors } => {
+            write_configuration_state(context, errors).await;
+            None
+        }
+        Job::Event { reference, event } => {
+            let event = KubeEvent {
+                type_: match event.type_ {
+                    EventType::Normal => KubeEventType::Normal,
+                    EventType::Warning => KubeEventType::Warning,
+                },
+                reason: event.reason.to_owned(),
+                note: Some(event.message),
+                action: event.reason.to_owned(),
+                secondary: None,
+            };
+            if let Err(error) = context.recorder.publish(&event, &reference).await {
+                tracing::warn!(object = ?reference.name, %error, "could not publish an Event");
+            }
+            None
+        }
+    }
+}
+
+async fn write_service(
+    context: &Context,
+    key: ServiceKey,
+    uid: Option<String>,
+    desired: Desired,
+) -> Outcome {
+    let api: Api<Service> = Api::namespaced(context.client.clone(), &key.namespace);
+    let ingress = if desired.ips.is_empty() {
+        serde_json::Value::Null
+    } else {
+        desired
+            .ips
+            .iter()
+            .map(|ip| json!({ "ip": ip.to_string() }))
+            .collect()
+    };
+    // One merge patch on the status subresource sets both the addresses and the pool
+    // annotation. The uid is a precondition: a Service deleted and created again under the
+    // same name is a new Service, to be decided afresh.
+    let patch = json!({
+        "metadata": {
+            "uid": uid,
+            "annotations": {
+                Annotation::IpAllocatedFromPool.key(): desired.pool,
+                Annotation::IpAllocatedFromPool.legacy_key(): null,
+            },
+        },
+        "status": { "loadBalancer": { "ingress": ingress } },
+    });
+    let (api_ref, patch_ref, name) = (&api, &patch, &key.name);
+    let result = with_retries(&format!("Service {key} status"), context, || async move {
+        api_ref
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(patch_ref))
+            .await
+    })
+    .await;
+    match result {
+        Ok(service) => {
+            context.metrics.updates.inc();
+            Outcome::Written(Box::new(service))
+        }
+        Err(error) if is_status(&error, 404) || is_status(&error, 409) => Outcome::Gone(key),
+        Err(error) => {
+            tracing::warn!(service = %key, %error, "could not write the Service's status");
+            Outcome::Failed(key)
+        }
+    }
+}
+
+async fn write_configuration_state(context: &Context, errors: Vec<String>) {
+    let api: Api<ConfigurationState> = Api::namespaced(context.client.clone(), &context.namespace);
+    let name = "controller";
+    let params = PatchParams::apply("ferrolb-controller").force();
+    let object = json!({
+        "apiVersion": "metallb.io/v1beta1",
+        "kind": "ConfigurationState",
+        "metadata": { "name": name, "labels": { "metallb.io/component-type": "controller" } },
+    });
+    let status = json!({
+        "apiVersion": "metallb.io/v1beta1",
+        "kind": "ConfigurationState",
+        "metadata": { "name": name },
+        "status": {
+            "result": if errors.is_empty() { "Valid" } else { "Invalid" },
+            "errorSummary": errors.join("\n"),
+        },
+    });
+    let (api, params, object, status) = (&api, &params, &object, &status);
+    let result = async {
+        with_retries("ConfigurationState", context, || async move {
+            api.patch(name, params, &Patch::Apply(object)).await
+        })
+        .await?;
+        with_retries("ConfigurationState status", context, || async move {
+            api.patch_status(name, params, &Patch::Apply(status)).await
+        })
+        .await
+    }
+    .await;
+    if let Err(error) = result {
+        tracing::warn!(%error, "could not write the ConfigurationState");
+    }
+}
+
+fn is_status(error: &kube::Error, code: u16) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == code)
+}
+
+/// Whether trying again may help: throttling, apiserver trouble, no connection.
+fn transient(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => status.code == 429 || status.code >= 500,
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::HttpError(_) => true,
+        _ => false,
+    }
+}
+
+async fn with_retries<T, F, Fut>(
+    what: &str,
+    context: &Context,
+    mut call: F,
+) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, kube::Error>>,
+{
+    let mut delay = Duration::from_millis(50);
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err(error) if transient(&error) && attempt < 10 => {
+                context.metrics.update_errors.inc();
+                tracing::debug!(what, attempt, %error, "write failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                attempt += 1;
+            }
+            Err(error) => {
+                context.metrics.update_errors.inc();
+                return Err(error);
+            }
+        }
+    }
+}

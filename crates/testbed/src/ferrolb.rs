@@ -1,0 +1,168 @@
+//! Running ferrolb itself against the testbed: its CRDs in the apiserver, and controller
+//! processes that a test starts, kills and restarts, each tracked by its pid.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+
+use crate::Testbed;
+use crate::wait::wait_until;
+
+static STARTED: AtomicU32 = AtomicU32::new(0);
+
+/// A `ferrolb controller` process. Dropping it kills it (SIGKILL) and reaps it.
+#[derive(Debug)]
+pub struct ControllerProcess {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl ControllerProcess {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL, as a crashed or OOM-killed process: no Lease release, nothing flushed.
+    pub fn kill(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill().context("killing the controller")?;
+            child.wait().context("reaping the controller")?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM and wait for the exit (at most 10 s, then SIGKILL).
+    pub fn terminate(&mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .context("sending SIGTERM")?;
+        if !status.success() {
+            bail!("kill -TERM {} failed", child.id());
+        }
+        for _ in 0..100 {
+            if child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        child.kill()?;
+        child.wait()?;
+        bail!("the controller did not stop within 10 s of SIGTERM")
+    }
+
+    /// Whether it is still running (false once it exited on its own).
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// The last lines of its log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Testbed {
+    /// The `ferrolb` binary the tests run: `$FERROLB_BIN`, else `target/debug/ferrolb` of
+    /// this checkout (`scripts/test` builds it first).
+    pub fn ferrolb_binary(&self) -> Result<PathBuf> {
+        let path = match std::env::var_os("FERROLB_BIN") {
+            Some(path) => PathBuf::from(path),
+            None => self.repo().join("target/debug/ferrolb"),
+        };
+        if !path.is_file() {
+            bail!(
+                "{} does not exist: build it first (cargo build -p ferrolb) or set FERROLB_BIN",
+                path.display()
+            );
+        }
+        Ok(path)
+    }
+
+    /// Applies ferrolb's CRDs (server-side, idempotent) and waits until they are served.
+    pub async fn install_crds(&self, client: &kube::Client) -> Result<()> {
+        let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+        let params = PatchParams::apply("ferrolb-testbed").force();
+        for crd in ferrolb_api::crds() {
+            let name = crd.metadata.name.clone().unwrap_or_default();
+            let mut crd = serde_json::to_value(&crd)?;
+            crd["apiVersion"] = "apiextensions.k8s.io/v1".into();
+            crd["kind"] = "CustomResourceDefinition".into();
+            api.patch(&name, &params, &Patch::Apply(&crd))
+                .await
+                .with_context(|| format!("applying CRD {name}"))?;
+            wait_until(
+                &format!("CRD {name} established"),
+                Duration::from_secs(30),
+                || {
+                    let api = api.clone();
+                    let name = name.clone();
+                    async move {
+                        let crd = api.get(&name).await.map_err(|e| e.to_string())?;
+                        let established = crd
+                            .status
+                            .and_then(|s| s.conditions)
+                            .unwrap_or_default()
+                            .iter()
+                            .any(|c| c.type_ == "Established" && c.status == "True");
+                        if established {
+                            Ok(())
+                        } else {
+                            Err("not established yet".to_string())
+                        }
+                    }
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Starts `ferrolb controller ARGS…` in the root namespace (which is on the LAN and
+    /// reaches the apiserver), logging to `target/testbed/logs/controller-LABEL-N.log`.
+    pub fn start_controller(&self, label: &str, args: &[&str]) -> Result<ControllerProcess> {
+        let binary = self.ferrolb_binary()?;
+        let logs = self.repo().join("target/testbed/logs");
+        std::fs::create_dir_all(&logs)?;
+        let n = STARTED.fetch_add(1, Ordering::Relaxed);
+        let log = logs.join(format!("controller-{label}-{}-{n}.log", std::process::id()));
+        let file =
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let child = Command::new(&binary)
+            .arg("controller")
+            .args(args)
+            .env("KUBECONFIG", self.kubeconfig()?)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()
+            .map_err(|e| anyhow!("starting {}: {e}", binary.display()))?;
+        Ok(ControllerProcess {
+            child: Some(child),
+            log,
+        })
+    }
+}
