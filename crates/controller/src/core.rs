@@ -405,3 +405,239 @@ fn quoted(ips: &[std::net::IpAddr]) -> String {
     let inner: Vec<String> = ips.iter().map(|ip| format!("\"{ip}\"")).collect();
     format!("[{}]", inner.join(" "))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use k8s_openapi::api::core::v1::Service;
+    use serde_json::json;
+
+    use super::*;
+
+    fn pools(yaml_ranges: &[(&str, &str)]) -> Resources {
+        let mut resources = Resources::default();
+        for (name, range) in yaml_ranges {
+            let text = format!(
+                "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {{name: {name}}}\nspec:\n  addresses: [\"{range}\"]\n"
+            );
+            assert!(resources.add_yaml("test", &text).is_empty());
+        }
+        resources
+    }
+
+    fn service(
+        name: &str,
+        created: &str,
+        status: &[&str],
+        extra: serde_json::Value,
+    ) -> ServiceSnapshot {
+        let ingress: Vec<_> = status.iter().map(|ip| json!({"ip": ip})).collect();
+        let mut object = json!({
+            "metadata": {"name": name, "namespace": "ns", "creationTimestamp": created, "uid": name},
+            "spec": {"type": "LoadBalancer", "clusterIPs": ["198.18.0.10"], "ipFamilies": ["IPv4"],
+                     "ports": [{"port": 80, "protocol": "TCP"}]},
+            "status": {"loadBalancer": {"ingress": ingress}},
+        });
+        merge(&mut object, extra);
+        let service: Service = serde_json::from_value(object).expect("a Service");
+        ServiceSnapshot::from_service(&service)
+    }
+
+    fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
+        match (into, from) {
+            (serde_json::Value::Object(into), serde_json::Value::Object(from)) => {
+                for (key, value) in from {
+                    merge(into.entry(key).or_insert(serde_json::Value::Null), value);
+                }
+            }
+            (into, from) => *into = from,
+        }
+    }
+
+    fn ips(decision: &Decision) -> Vec<IpAddr> {
+        decision.desired.clone().map(|d| d.ips).unwrap_or_default()
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("literal")
+    }
+
+    fn reasons(decision: &Decision) -> Vec<&'static str> {
+        decision.events.iter().map(|e| e.reason).collect()
+    }
+
+    #[test]
+    fn restore_comes_before_allocation_so_nothing_moves() {
+        let mut core = Core::new(None);
+        core.set_config(&pools(&[("lan", "198.51.100.200-198.51.100.201")]));
+        // `new` was created later and shows no address; `old` shows the pool's first one.
+        let new = service("new", "2026-01-02T00:00:00Z", &[], json!({}));
+        let old = service(
+            "old",
+            "2026-01-01T00:00:00Z",
+            &["198.51.100.200"],
+            json!({}),
+        );
+        core.restore(&[new.clone(), old.clone()]);
+        let decision = core.reconcile(&new);
+        assert_eq!(ips(&decision), vec![ip("198.51.100.201")]);
+        let decision = core.reconcile(&old);
+        assert_eq!(ips(&decision), vec![ip("198.51.100.200")]);
+        assert!(decision.events.is_empty(), "nothing changed: {decision:?}");
+    }
+
+    #[test]
+    fn a_status_claimed_twice_goes_to_the_older_service() {
+        let mut core = Core::new(None);
+        core.set_config(&pools(&[("lan", "198.51.100.200-198.51.100.201")]));
+        let old = service(
+            "old",
+            "2026-01-01T00:00:00Z",
+            &["198.51.100.200"],
+            json!({}),
+        );
+        let copy = service(
+            "copy",
+            "2026-01-02T00:00:00Z",
+            &["198.51.100.200"],
+            json!({}),
+        );
+        core.restore(&[copy.clone(), old.clone()]);
+        assert_eq!(ips(&core.reconcile(&old)), vec![ip("198.51.100.200")]);
+        let decision = core.reconcile(&copy);
+        assert_eq!(ips(&decision), vec![ip("198.51.100.201")]);
+        assert_eq!(reasons(&decision), vec!["ClearAssignment", "IPAllocated"]);
+        assert!(
+            decision.events[0].message.contains("old"),
+            "the refusal names the holder: {:?}",
+            decision.events[0]
+        );
+    }
+
+    #[test]
+    fn exhaustion_then_a_deletion_frees_an_address_for_the_waiting_service() {
+        let mut core = Core::new(None);
+        core.set_config(&pools(&[("lan", "198.51.100.200/32")]));
+        let first = service("first", "2026-01-01T00:00:00Z", &[], json!({}));
+        let second = service("second", "2026-01-02T00:00:00Z", &[], json!({}));
+        assert_eq!(ips(&core.reconcile(&first)), vec![ip("198.51.100.200")]);
+        let failed = core.reconcile(&second);
+        assert_eq!(reasons(&failed), vec!["AllocationFailed"]);
+        assert_eq!(failed.desired, Some(Desired::cleared()));
+        assert_eq!(core.pending(), vec![second.key.clone()]);
+        // Reconciled again for an unrelated reason: not told twice.
+        assert!(core.reconcile(&second).events.is_empty());
+        assert!(core.delete(&first.key));
+        let retried = core.reconcile(&second);
+        assert_eq!(ips(&retried), vec![ip("198.51.100.200")]);
+        assert!(core.pending().is_empty());
+    }
+
+    #[test]
+    fn other_classes_are_left_alone_and_not_load_balancers_are_cleared() {
+        let mut core = Core::new(Some("mine".into()));
+        core.set_config(&pools(&[("lan", "198.51.100.200/30")]));
+        let theirs = service("theirs", "2026-01-01T00:00:00Z", &["192.0.2.1"], json!({}));
+        assert_eq!(core.reconcile(&theirs), Decision::default());
+        let mine = service(
+            "mine",
+            "2026-01-01T00:00:00Z",
+            &[],
+            json!({"spec": {"loadBalancerClass": "mine"}}),
+        );
+        assert_eq!(ips(&core.reconcile(&mine)), vec![ip("198.51.100.200")]);
+        // Changed to ClusterIP: the class goes too, and what we wrote is cleared.
+        let cluster_ip = service(
+            "mine",
+            "2026-01-01T00:00:00Z",
+            &["198.51.100.200"],
+            json!({"spec": {"type": "ClusterIP"}}),
+        );
+        let decision = core.reconcile(&cluster_ip);
+        assert!(decision.freed);
+        assert_eq!(decision.desired, Some(Desired::cleared()));
+        assert!(core.allocator().assignments().next().is_none());
+    }
+
+    #[test]
+    fn a_bad_annotation_keeps_the_address_and_says_why() {
+        let mut core = Core::new(None);
+        core.set_config(&pools(&[("lan", "198.51.100.200/30")]));
+        let good = service("web", "2026-01-01T00:00:00Z", &[], json!({}));
+        assert_eq!(ips(&core.reconcile(&good)), vec![ip("198.51.100.200")]);
+        let bad = service(
+            "web",
+            "2026-01-01T00:00:00Z",
+            &["198.51.100.200"],
+            json!({"metadata": {"annotations": {"metallb.io/loadBalancerIPs": "not-an-ip"}}}),
+        );
+        let decision = core.reconcile(&bad);
+        assert_eq!(decision.desired, None, "the Service is left as it is");
+        assert_eq!(reasons(&decision), vec!["LoadBalancerFailed"]);
+        assert!(core.allocator().assignment(&good.key).is_some());
+    }
+
+    #[test]
+    fn a_pool_that_shrinks_moves_its_service_with_a_reason() {
+        let mut core = Core::new(None);
+        core.set_config(&pools(&[("lan", "198.51.100.200-198.51.100.203")]));
+        let web = service("web", "2026-01-01T00:00:00Z", &[], json!({}));
+        assert_eq!(ips(&core.reconcile(&web)), vec![ip("198.51.100.200")]);
+        let report = core.set_config(&pools(&[("lan", "198.51.100.202-198.51.100.203")]));
+        assert_eq!(report.invalidated.len(), 1);
+        let shown = service(
+            "web",
+            "2026-01-01T00:00:00Z",
+            &["198.51.100.200"],
+            json!({}),
+        );
+        let decision = core.reconcile(&shown);
+        assert_eq!(ips(&decision), vec![ip("198.51.100.202")]);
+        assert_eq!(reasons(&decision), vec!["ClearAssignment", "IPAllocated"]);
+    }
+
+    #[test]
+    fn an_invalid_edit_keeps_the_last_good_pool_serving() {
+        let mut core = Core::new(None);
+        core.set_config(&pools(&[("lan", "198.51.100.200/30")]));
+        let web = service("web", "2026-01-01T00:00:00Z", &[], json!({}));
+        core.reconcile(&web);
+        let report = core.set_config(&pools(&[("lan", "198.51.100.200/99")]));
+        assert_eq!(report.errors.len(), 1);
+        assert_eq!(report.new_errors.len(), 1);
+        assert!(report.invalidated.is_empty());
+        let shown = service(
+            "web",
+            "2026-01-01T00:00:00Z",
+            &["198.51.100.200"],
+            json!({}),
+        );
+        let decision = core.reconcile(&shown);
+        assert_eq!(ips(&decision), vec![ip("198.51.100.200")]);
+        assert!(decision.events.is_empty());
+        // The same error again is not new.
+        let again = core.set_config(&pools(&[("lan", "198.51.100.200/99")]));
+        assert!(again.new_errors.is_empty());
+    }
+
+    #[test]
+    fn legacy_annotations_are_reported_once() {
+        let mut core = Core::new(None);
+        core.set_config(&pools(&[("lan", "198.51.100.200/30")]));
+        let web = service(
+            "web",
+            "2026-01-01T00:00:00Z",
+            &[],
+            json!({"metadata": {"annotations": {"metallb.universe.tf/address-pool": "lan"}}}),
+        );
+        let first = core.reconcile(&web);
+        assert_eq!(reasons(&first), vec!["deprecatedAnnotation", "IPAllocated"]);
+        assert!(
+            first.events[0]
+                .message
+                .contains("metallb.universe.tf/address-pool")
+        );
+        assert!(core.reconcile(&web).events.is_empty());
+    }
+}

@@ -60,6 +60,10 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(options.metrics_address)
         .await
         .with_context(|| format!("listening on {} for metrics", options.metrics_address))?;
+    match listener.local_addr() {
+        Ok(address) => tracing::info!(%address, "serving /metrics, /healthz and /readyz"),
+        Err(error) => tracing::warn!(%error, "the metrics listener has no address"),
+    }
     tokio::spawn(serve_http(listener, Arc::new(registry), health.clone()));
 
     let duration = options.lease_duration.as_secs().max(2);
