@@ -603,6 +603,8 @@ where
     let kind = K::kind(&()).to_string();
     watcher::watcher(api, watcher::Config::default())
         .default_backoff()
+        // managedFields are most of a Service's bytes and nothing here reads them.
+        .modify(|object| object.meta_mut().managed_fields = None)
         .filter_map(move |event| {
             let result = match event {
                 Ok(event) => Some(wrap(event)),

@@ -187,15 +187,22 @@ impl Scenario {
             .await
     }
 
-    /// `(reason, note)` of every Event about the Service, oldest first.
+    /// `(reason, note)` of every Event about this very Service, oldest first. Events are
+    /// matched by the Service's UID: the namespaces persist between runs and Events live for
+    /// an hour, so an earlier run's Event about a same-named Service must not count.
     pub async fn events(&self, name: &str) -> Result<Vec<(String, String)>> {
+        let uid = self.services().get(name).await?.metadata.uid;
         let api: Api<Event> = Api::namespaced(self.kube.clone(), &self.namespace);
         let mut events: Vec<Event> = api
             .list(&ListParams::default())
             .await?
             .items
             .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .filter(|e| {
+                e.regarding.as_ref().is_some_and(|r| {
+                    r.name.as_deref() == Some(name) && r.uid.is_some() && r.uid == uid
+                })
+            })
             .collect();
         events.sort_by(|a, b| {
             a.metadata

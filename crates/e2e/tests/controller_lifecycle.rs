@@ -78,3 +78,182 @@ async fn first_free_address_then_restart_keeps_every_address() -> Result<()> {
     }
     Ok(())
 }
+
+/// The identity holding the scenario's leader Lease, if any.
+async fn lease_holder(scenario: &Scenario) -> Result<Option<String>> {
+    let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(scenario.kube.clone(), &scenario.config_namespace);
+    Ok(leases
+        .get_opt("ferrolb-controller")
+        .await?
+        .and_then(|lease| lease.spec)
+        .and_then(|spec| spec.holder_identity)
+        .filter(|holder| !holder.is_empty()))
+}
+
+async fn wait_holder(
+    scenario: &Scenario,
+    what: &str,
+    check: impl Fn(&str) -> bool,
+) -> Result<String> {
+    ferrolb_testbed::wait_until(what, std::time::Duration::from_secs(20), || async {
+        match lease_holder(scenario).await.map_err(|e| e.to_string())? {
+            Some(holder) if check(&holder) => Ok(holder),
+            other => Err(format!("holder is {other:?}")),
+        }
+    })
+    .await
+}
+
+/// `identity-N` → N, the index of the controller in the scenario.
+fn index_of(holder: &str) -> usize {
+    holder
+        .rsplit('-')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(usize::MAX)
+}
+
+#[tokio::test]
+async fn two_controllers_one_leader_and_failover_keeps_every_address() -> Result<()> {
+    let mut scenario = Scenario::new("lifecycle-failover").await?;
+    scenario.apply(POOL).await?;
+    scenario.start_controller()?;
+    scenario.start_controller()?;
+    let first = wait_holder(&scenario, "a leader", |_| true).await?;
+    let leader = index_of(&first);
+    let standby = 1 - leader;
+    scenario
+        .testbed
+        .create_service(&scenario.kube, &scenario.service("before", &[Family::V4]))
+        .await?;
+    let before = scenario.wait_assigned("before").await?;
+    // Only the leader decides: the standby's log names no Service.
+    let standby_log = std::fs::read_to_string(&scenario.controllers[standby].log)?;
+    ensure!(
+        standby_log.contains("waiting to become the leader")
+            && !standby_log.contains("Assigned IP"),
+        "the standby stays passive:\n{standby_log}"
+    );
+    // A crash: no Lease release. The standby takes over once the Lease expires.
+    scenario.controllers[leader].kill()?;
+    let second = wait_holder(&scenario, "the standby takes the Lease", |h| h != first).await?;
+    ensure!(
+        index_of(&second) == standby,
+        "the standby leads now: {second}"
+    );
+    scenario
+        .testbed
+        .create_service(&scenario.kube, &scenario.service("after", &[Family::V4]))
+        .await?;
+    let after = scenario.wait_assigned("after").await?;
+    ensure!(
+        before != after,
+        "no address given twice: {before:?} {after:?}"
+    );
+    ensure!(
+        scenario.ingress("before").await? == before,
+        "kept across the failover"
+    );
+    let log = std::fs::read_to_string(&scenario.controllers[standby].log)?;
+    let restored = log.find("restored the addresses").unwrap_or(usize::MAX);
+    let allocated = log.find("Assigned IP").unwrap_or(0);
+    ensure!(
+        restored < allocated,
+        "the new leader restores before it allocates:\n{log}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stopped_leader_hands_over_and_metrics_are_served() -> Result<()> {
+    let mut scenario = Scenario::new("lifecycle-handover").await?;
+    scenario.apply(POOL).await?;
+    scenario.start_controller()?;
+    let holder = wait_holder(&scenario, "a leader", |_| true).await?;
+    scenario
+        .testbed
+        .create_service(
+            &scenario.kube,
+            &scenario.service("web", &[Family::V4, Family::V6]),
+        )
+        .await?;
+    let ips = scenario.wait_assigned("web").await?;
+    ensure!(ips.len() == 2, "dual-stack gets two addresses: {ips:?}");
+
+    // The metrics endpoint, with MetalLB's names and the values the pool implies.
+    let log = std::fs::read_to_string(&scenario.controllers[0].log)?;
+    let address = log
+        .lines()
+        .find(|l| l.contains("serving /metrics"))
+        .and_then(|l| l.split("address=").nth(1))
+        .map(|a| a.split_whitespace().next().unwrap_or_default().to_string())
+        .ok_or_else(|| anyhow::anyhow!("no metrics address in the log:\n{log}"))?;
+    let metrics = ferrolb_testbed::wait_until(
+        "metrics count both addresses",
+        std::time::Duration::from_secs(10),
+        || async {
+            let output = tokio::process::Command::new("curl")
+                .args(["-sS", &format!("http://{address}/metrics")])
+                .output()
+                .await
+                .map_err(|e| e.to_string())?;
+            let text = String::from_utf8_lossy(&output.stdout).to_string();
+            if text.contains("metallb_allocator_addresses_in_use_total{pool=\"lan\"} 2") {
+                Ok(text)
+            } else {
+                Err(text)
+            }
+        },
+    )
+    .await?;
+    ensure!(
+        metrics.contains("metallb_allocator_addresses_total{pool=\"lan\"} 52"),
+        "20 IPv4 + 32 IPv6 addresses:\n{metrics}"
+    );
+    ensure!(
+        metrics.contains("ferrolb_controller_leader_bool 1"),
+        "{metrics}"
+    );
+    for path in ["healthz", "readyz"] {
+        let output = tokio::process::Command::new("curl")
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &format!("http://{address}/{path}"),
+            ])
+            .output()
+            .await?;
+        ensure!(
+            output.stdout == b"200",
+            "/{path} answers 200: {:?}",
+            output.stdout
+        );
+    }
+
+    // SIGTERM releases the Lease, so a new controller does not wait for it to expire.
+    scenario.controllers[0].terminate()?;
+    ensure!(
+        lease_holder(&scenario).await?.is_none(),
+        "the Lease is released on a graceful stop (held by {holder} before)"
+    );
+    scenario.start_controller()?;
+    wait_holder(&scenario, "the new controller leads", |h| h != holder).await?;
+    scenario
+        .testbed
+        .create_service(&scenario.kube, &scenario.service("next", &[Family::V4]))
+        .await?;
+    let next = scenario.wait_assigned("next").await?;
+    ensure!(
+        !ips.contains(&next[0]),
+        "a fresh address: {next:?} vs {ips:?}"
+    );
+    ensure!(
+        scenario.ingress("web").await? == ips,
+        "kept across the handover"
+    );
+    Ok(())
+}
