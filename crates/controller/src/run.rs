@@ -80,45 +80,73 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     let (mut leader, lease_task) = manager.watch().await;
     // A standby is healthy and ready: it is doing its job, which is to wait.
     health.ready.store(true, Ordering::Relaxed);
-    tracing::info!(identity = %options.identity, lease = %options.lease_name, "waiting to become the leader");
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
-    loop {
-        if *leader.borrow_and_update() {
-            break;
+    let outcome = loop {
+        tracing::info!(identity = %options.identity, lease = %options.lease_name, "waiting to become the leader");
+        let became = tokio::select! {
+            became = won(&mut leader) => became,
+            () = &mut shutdown => break Ok(()),
+        };
+        if let Err(error) = became {
+            break Err(error);
         }
-        tokio::select! {
-            changed = leader.changed() => changed.context("the Lease manager stopped")?,
-            () = &mut shutdown => {
-                drop(leader);
-                let _ = tokio::time::timeout(Duration::from_secs(5), lease_task).await;
-                return Ok(());
-            }
+        tracing::info!(identity = %options.identity, "became the leader");
+        metrics.leader.set(1);
+        health.ready.store(false, Ordering::Relaxed);
+        // Everything a term of leadership built (its state, its writer and the writes in
+        // flight) is dropped with it when the term ends.
+        let controller = Controller::new(client.clone(), &options, metrics.clone(), health.clone());
+        let ended = tokio::select! {
+            result = controller.run() => Some(result.context("the controller loop ended")),
+            lost = lost(&mut leader) => match lost {
+                Ok(()) => None,
+                Err(error) => Some(Err(error)),
+            },
+            () = &mut shutdown => Some(Ok(())),
+        };
+        metrics.leader.set(0);
+        health.ready.store(true, Ordering::Relaxed);
+        match ended {
+            Some(outcome) => break outcome,
+            // Another controller may lead now; stand by, and restore afresh if this one
+            // leads again.
+            None => tracing::warn!(
+                "lost the leader Lease (the apiserver was unreachable for longer than the Lease lasts, or another controller took it); standing by"
+            ),
         }
-    }
-    tracing::info!(identity = %options.identity, "became the leader");
-    metrics.leader.set(1);
-    health.ready.store(false, Ordering::Relaxed);
-
-    let controller = Controller::new(client, &options, metrics.clone(), health.clone());
-    let outcome = tokio::select! {
-        result = controller.run() => result.context("the controller loop ended"),
-        () = lost(&mut leader) => Err(anyhow::anyhow!("lost the leader Lease; exiting so that the new leader alone writes")),
-        () = &mut shutdown => Ok(()),
     };
     metrics.leader.set(0);
     drop(leader);
     if outcome.is_ok() {
         tracing::info!("releasing the leader Lease");
-        let _ = tokio::time::timeout(Duration::from_secs(5), lease_task).await;
     }
+    let _ = tokio::time::timeout(Duration::from_secs(5), lease_task).await;
     outcome
 }
 
-async fn lost(leader: &mut tokio::sync::watch::Receiver<bool>) {
+/// Until this process holds the Lease.
+async fn won(leader: &mut tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
     loop {
-        if leader.changed().await.is_err() || !*leader.borrow_and_update() {
-            return;
+        if *leader.borrow_and_update() {
+            return Ok(());
+        }
+        leader
+            .changed()
+            .await
+            .context("the Lease manager stopped")?;
+    }
+}
+
+/// Until this process no longer holds the Lease.
+async fn lost(leader: &mut tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
+    loop {
+        leader
+            .changed()
+            .await
+            .context("the Lease manager stopped")?;
+        if !*leader.borrow_and_update() {
+            return Ok(());
         }
     }
 }

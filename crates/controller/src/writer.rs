@@ -60,9 +60,19 @@ pub enum Outcome {
     Gone(ServiceKey),
 }
 
+/// Dropping the last handle stops the writer and aborts the writes in flight.
 #[derive(Clone)]
 pub struct Writer {
     jobs: mpsc::UnboundedSender<Job>,
+    _task: Arc<AbortOnDrop>,
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 pub struct Context {
@@ -76,13 +86,19 @@ impl Writer {
     pub fn start(context: Context, concurrency: usize) -> (Self, mpsc::UnboundedReceiver<Outcome>) {
         let (jobs, receiver) = mpsc::unbounded_channel();
         let (outcomes, outcome_receiver) = mpsc::unbounded_channel();
-        tokio::spawn(run(
+        let task = tokio::spawn(run(
             Arc::new(context),
             receiver,
             outcomes,
             concurrency.max(1),
         ));
-        (Self { jobs }, outcome_receiver)
+        (
+            Self {
+                jobs,
+                _task: Arc::new(AbortOnDrop(task)),
+            },
+            outcome_receiver,
+        )
     }
 
     pub fn send(&self, job: Job) {

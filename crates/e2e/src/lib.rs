@@ -80,6 +80,11 @@ impl Scenario {
         })
     }
 
+    /// How long the controllers' leader Lease lasts (default 2 s, for quick failovers).
+    pub fn set_lease_seconds(&mut self, seconds: u64) {
+        self.lease_seconds = seconds;
+    }
+
     /// Starts one more controller for this scenario; returns its index in `controllers`.
     pub fn start_controller(&mut self) -> Result<usize> {
         let lease = self.lease_seconds.to_string();

@@ -166,3 +166,55 @@ impl Testbed {
         })
     }
 }
+
+/// Field 22 of `/proc/PID/stat` (start time in clock ticks), as `testbed/testbed` records it
+/// beside each pid; `None` if the process is gone or a zombie.
+fn start_time(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = stat.rsplit_once(") ")?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    if fields.first() == Some(&"Z") {
+        return None;
+    }
+    fields.get(19).map(|s| (*s).to_string())
+}
+
+impl Testbed {
+    /// Kills kube-apiserver with SIGKILL (the pid `testbed up` recorded, checked against its
+    /// start time so that a reused pid is never hit) and brings it back with `testbed up`.
+    /// Every other test sees the apiserver vanish: run this alone.
+    pub async fn restart_apiserver(&self) -> Result<()> {
+        let file = self.repo().join("target/testbed/pids/kube-apiserver.pid");
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        let mut parts = text.split_whitespace();
+        let pid: u32 = parts
+            .next()
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| anyhow!("no pid in {}", file.display()))?;
+        let recorded = parts.next().unwrap_or_default().to_string();
+        if start_time(pid).as_deref() != Some(recorded.as_str()) {
+            bail!("kube-apiserver (pid {pid}) is not running as recorded");
+        }
+        let status = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()?;
+        if !status.success() {
+            bail!("kill -KILL {pid} failed");
+        }
+        wait_until("kube-apiserver gone", Duration::from_secs(10), || async {
+            match start_time(pid) {
+                Some(t) if t == recorded => Err("still running".to_string()),
+                _ => Ok(()),
+            }
+        })
+        .await?;
+        let nodes = self.nodes.len().to_string();
+        let mut args = vec!["up", "--nodes", &nodes];
+        if self.nodes.iter().any(|n| n.host.eth1.is_some()) {
+            args.push("--lan2");
+        }
+        self.script(&args).await?.ok()?;
+        Ok(())
+    }
+}
