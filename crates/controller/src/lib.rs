@@ -12,4 +12,7 @@ pub mod snapshot;
 pub mod store;
 mod writer;
 
+#[cfg(test)]
+mod proptests;
+
 pub use run::{Options, run};
