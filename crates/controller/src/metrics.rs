@@ -25,6 +25,7 @@ pub struct Metrics {
     pub update_errors: Counter,
     pub leader: Gauge,
     pub pending_services: Gauge,
+    pub service_writes: Counter,
 }
 
 impl Metrics {
@@ -38,6 +39,7 @@ impl Metrics {
             update_errors: Counter::default(),
             leader: Gauge::default(),
             pending_services: Gauge::default(),
+            service_writes: Counter::default(),
         };
         registry.register(
             "metallb_allocator_addresses_in_use_total",
@@ -79,6 +81,11 @@ impl Metrics {
             "ferrolb_controller_pending_services",
             "LoadBalancer Services waiting for an address",
             metrics.pending_services.clone(),
+        );
+        registry.register(
+            "ferrolb_controller_service_status_writes",
+            "Service status patches the apiserver accepted",
+            metrics.service_writes.clone(),
         );
         metrics
     }

@@ -251,7 +251,7 @@ async fn write_service(
     .await;
     match result {
         Ok(service) => {
-            context.metrics.updates.inc();
+            context.metrics.service_writes.inc();
             Outcome::Written(Box::new(service))
         }
         Err(error) if is_status(&error, 404) || is_status(&error, 409) => Outcome::Gone(key),

@@ -243,6 +243,38 @@ impl Scenario {
         result.map_err(|e| anyhow!("{e}\ncontroller log:\n{}", self.log_tails()))
     }
 
+    /// The `/metrics` text of controller `index`, at the address its log names.
+    pub async fn metrics(&self, index: usize) -> Result<String> {
+        let process = self
+            .controllers
+            .get(index)
+            .ok_or_else(|| anyhow!("no controller {index}"))?;
+        let log = std::fs::read_to_string(&process.log)?;
+        let address = log
+            .lines()
+            .find(|l| l.contains("serving /metrics"))
+            .and_then(|l| l.split("address=").nth(1))
+            .and_then(|a| a.split_whitespace().next())
+            .ok_or_else(|| anyhow!("no metrics address in {}", process.log.display()))?
+            .to_string();
+        let output = tokio::process::Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "5",
+                &format!("http://{address}/metrics"),
+            ])
+            .output()
+            .await?;
+        if !output.status.success() {
+            return Err(anyhow!(
+                "curl http://{address}/metrics: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
     pub fn log_tails(&self) -> String {
         self.controllers
             .iter()
@@ -287,4 +319,11 @@ fn dynamic_api(
         plural,
     );
     Api::namespaced_with(kube.clone(), namespace, &resource)
+}
+
+/// The value of an unlabelled sample in Prometheus text, e.g. `metric_value(text, "x_total")`.
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
 }

@@ -182,23 +182,11 @@ async fn a_stopped_leader_hands_over_and_metrics_are_served() -> Result<()> {
     ensure!(ips.len() == 2, "dual-stack gets two addresses: {ips:?}");
 
     // The metrics endpoint, with MetalLB's names and the values the pool implies.
-    let log = std::fs::read_to_string(&scenario.controllers[0].log)?;
-    let address = log
-        .lines()
-        .find(|l| l.contains("serving /metrics"))
-        .and_then(|l| l.split("address=").nth(1))
-        .map(|a| a.split_whitespace().next().unwrap_or_default().to_string())
-        .ok_or_else(|| anyhow::anyhow!("no metrics address in the log:\n{log}"))?;
     let metrics = ferrolb_testbed::wait_until(
         "metrics count both addresses",
         std::time::Duration::from_secs(10),
         || async {
-            let output = tokio::process::Command::new("curl")
-                .args(["-sS", &format!("http://{address}/metrics")])
-                .output()
-                .await
-                .map_err(|e| e.to_string())?;
-            let text = String::from_utf8_lossy(&output.stdout).to_string();
+            let text = scenario.metrics(0).await.map_err(|e| e.to_string())?;
             if text.contains("metallb_allocator_addresses_in_use_total{pool=\"lan\"} 2") {
                 Ok(text)
             } else {
@@ -207,6 +195,18 @@ async fn a_stopped_leader_hands_over_and_metrics_are_served() -> Result<()> {
         },
     )
     .await?;
+    ensure!(
+        ferrolb_e2e::metric_value(&metrics, "ferrolb_controller_service_status_writes_total")
+            == Some(1.0),
+        "one Service, one status write:\n{metrics}"
+    );
+    let log = std::fs::read_to_string(&scenario.controllers[0].log)?;
+    let address = log
+        .lines()
+        .find(|l| l.contains("serving /metrics"))
+        .and_then(|l| l.split("address=").nth(1))
+        .map(|a| a.split_whitespace().next().unwrap_or_default().to_string())
+        .ok_or_else(|| anyhow::anyhow!("no metrics address in the log:\n{log}"))?;
     ensure!(
         metrics.contains("metallb_allocator_addresses_total{pool=\"lan\"} 52"),
         "20 IPv4 + 32 IPv6 addresses:\n{metrics}"

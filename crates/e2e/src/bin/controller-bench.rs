@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use ferrolb_e2e::{Scenario, ingress_ips};
+use ferrolb_e2e::{Scenario, ingress_ips, metric_value};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::PostParams;
@@ -272,6 +272,11 @@ async fn main() -> Result<()> {
         watch.abort();
         let pid = scenario.controllers[0].pid().unwrap_or_default();
         let rss = peak_rss_kib(pid).unwrap_or_default();
+        let writes = metric_value(
+            &scenario.metrics(0).await?,
+            "ferrolb_controller_service_status_writes_total",
+        )
+        .unwrap_or(f64::NAN);
         let last_created = created
             .values()
             .max()
@@ -285,6 +290,14 @@ async fn main() -> Result<()> {
                 ms(created_in),
                 ms(last_created),
                 ms(last_addressed.saturating_sub(created_in))
+            ),
+        ));
+        rows.push((
+            "status writes per Service in the burst (warm-up included)".into(),
+            format!(
+                "{:.3} ({writes} writes for {} Services)",
+                writes / (burst + 1) as f64,
+                burst + 1
             ),
         ));
         rows.push((
