@@ -631,8 +631,15 @@ where
     let kind = K::kind(&()).to_string();
     watcher::watcher(api, watcher::Config::default())
         .default_backoff()
-        // managedFields are most of a Service's bytes and nothing here reads them.
-        .modify(|object| object.meta_mut().managed_fields = None)
+        // managedFields and kubectl's copy of the last applied object are most of an object's
+        // bytes, and nothing here reads them.
+        .modify(|object| {
+            let meta = object.meta_mut();
+            meta.managed_fields = None;
+            if let Some(annotations) = meta.annotations.as_mut() {
+                annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+            }
+        })
         .filter_map(move |event| {
             let result = match event {
                 Ok(event) => Some(wrap(event)),
