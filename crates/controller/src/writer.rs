@@ -1,6 +1,7 @@
 //! Writes to the apiserver, off the decision loop: many at once, one at a time per object,
 //! only the newest wanted state of an object (a write superseded while queued is never sent),
-//! retried with backoff on throttling, apiserver restarts and network errors.
+//! every Event about one object in the order it was decided, retried with backoff on
+//! throttling, apiserver restarts and network errors.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -26,7 +27,8 @@ enum Slot {
     Service(ServiceKey),
     Pool(String),
     State,
-    Event(u64),
+    /// Events about one object (by uid, else by kind and name), published one after another.
+    Events(String),
 }
 
 #[derive(Debug)]
@@ -113,56 +115,130 @@ async fn run(
     outcomes: mpsc::UnboundedSender<Outcome>,
     concurrency: usize,
 ) {
-    let mut latest: HashMap<Slot, Job> = HashMap::new();
-    let mut queue: VecDeque<Slot> = VecDeque::new();
-    let mut in_flight: HashSet<Slot> = HashSet::new();
-    let mut tasks: JoinSet<(Slot, Option<Outcome>)> = JoinSet::new();
-    let mut next_event = 0u64;
+    let mut dispatch: Dispatch<Job> = Dispatch::default();
+    let mut tasks: JoinSet<Option<Outcome>> = JoinSet::new();
+    // By task id, so that a slot is freed even if its task panicked.
+    let mut slots: HashMap<tokio::task::Id, Slot> = HashMap::new();
     let mut open = true;
     loop {
         tokio::select! {
             job = jobs.recv(), if open => match job {
                 Some(job) => {
-                    let slot = match &job {
-                        Job::Service { key, .. } => Slot::Service(key.clone()),
-                        Job::PoolStatus { name, .. } => Slot::Pool(name.clone()),
-                        Job::ConfigurationState { .. } => Slot::State,
-                        Job::Event { .. } => {
-                            next_event += 1;
-                            Slot::Event(next_event)
-                        }
+                    let (slot, replaces) = match &job {
+                        Job::Service { key, .. } => (Slot::Service(key.clone()), true),
+                        Job::PoolStatus { name, .. } => (Slot::Pool(name.clone()), true),
+                        Job::ConfigurationState { .. } => (Slot::State, true),
+                        Job::Event { reference, .. } => (Slot::Events(event_key(reference)), false),
                     };
-                    if latest.insert(slot.clone(), job).is_none() && !in_flight.contains(&slot) {
-                        queue.push_back(slot);
-                    }
+                    dispatch.push(slot, job, replaces);
                 }
                 None => open = false,
             },
-            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                if let Ok((slot, outcome)) = done {
-                    in_flight.remove(&slot);
-                    if latest.contains_key(&slot) {
-                        queue.push_back(slot);
+            Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                let (id, outcome) = match done {
+                    Ok((id, outcome)) => (id, outcome),
+                    Err(error) => {
+                        tracing::error!(%error, "a write task failed");
+                        (error.id(), None)
                     }
-                    if let Some(outcome) = outcome {
-                        let _ = outcomes.send(outcome);
-                    }
+                };
+                let slot = slots.remove(&id);
+                if let Some(slot) = &slot {
+                    dispatch.done(slot);
+                }
+                let outcome = match (outcome, slot) {
+                    (Some(outcome), _) => Some(outcome),
+                    // The task died without an answer: the loop must decide again.
+                    (None, Some(Slot::Service(key))) => Some(Outcome::Failed(key)),
+                    (None, _) => None,
+                };
+                if let Some(outcome) = outcome {
+                    let _ = outcomes.send(outcome);
                 }
             },
             else => break,
         }
         while tasks.len() < concurrency {
-            let Some(slot) = queue.pop_front() else { break };
-            if in_flight.contains(&slot) {
+            let Some((slot, job)) = dispatch.next() else {
+                break;
+            };
+            let context = context.clone();
+            let handle = tasks.spawn(async move { perform(&context, job).await });
+            slots.insert(handle.id(), slot);
+        }
+    }
+}
+
+/// Which write goes next: per slot, only the newest state (`replaces`) or every job in order;
+/// one job per slot in flight; slots served first come, first served.
+#[derive(Debug)]
+struct Dispatch<J> {
+    waiting: HashMap<Slot, VecDeque<J>>,
+    queue: VecDeque<Slot>,
+    in_flight: HashSet<Slot>,
+}
+
+impl<J> Default for Dispatch<J> {
+    fn default() -> Self {
+        Self {
+            waiting: HashMap::new(),
+            queue: VecDeque::new(),
+            in_flight: HashSet::new(),
+        }
+    }
+}
+
+impl<J> Dispatch<J> {
+    fn push(&mut self, slot: Slot, job: J, replaces: bool) {
+        let jobs = self.waiting.entry(slot.clone()).or_default();
+        let was_idle = jobs.is_empty();
+        if replaces {
+            jobs.clear();
+        }
+        jobs.push_back(job);
+        if was_idle && !self.in_flight.contains(&slot) {
+            self.queue.push_back(slot);
+        }
+    }
+
+    /// The next job to start, marking its slot in flight.
+    fn next(&mut self) -> Option<(Slot, J)> {
+        while let Some(slot) = self.queue.pop_front() {
+            if self.in_flight.contains(&slot) {
                 continue;
             }
-            let Some(job) = latest.remove(&slot) else {
+            let Some(jobs) = self.waiting.get_mut(&slot) else {
                 continue;
             };
-            in_flight.insert(slot.clone());
-            let context = context.clone();
-            tasks.spawn(async move { (slot, perform(&context, job).await) });
+            let Some(job) = jobs.pop_front() else {
+                continue;
+            };
+            if jobs.is_empty() {
+                self.waiting.remove(&slot);
+            }
+            self.in_flight.insert(slot.clone());
+            return Some((slot, job));
         }
+        None
+    }
+
+    fn done(&mut self, slot: &Slot) {
+        self.in_flight.remove(slot);
+        if self.waiting.contains_key(slot) {
+            self.queue.push_back(slot.clone());
+        }
+    }
+}
+
+fn event_key(reference: &ObjectReference) -> String {
+    match &reference.uid {
+        Some(uid) => uid.clone(),
+        None => format!(
+            "{}/{}/{}",
+            reference.kind.as_deref().unwrap_or_default(),
+            reference.namespace.as_deref().unwrap_or_default(),
+            reference.name.as_deref().unwrap_or_default()
+        ),
     }
 }
 
@@ -336,5 +412,54 @@ where
                 return Err(error);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(name: &str) -> Slot {
+        Slot::Service(ServiceKey::new("ns", name))
+    }
+
+    #[test]
+    fn a_state_superseded_while_queued_is_never_sent() {
+        let mut dispatch = Dispatch::default();
+        dispatch.push(service("a"), 1, true);
+        dispatch.push(service("a"), 2, true);
+        assert_eq!(dispatch.next(), Some((service("a"), 2)));
+        assert_eq!(dispatch.next(), None);
+    }
+
+    #[test]
+    fn one_write_per_object_in_flight_and_the_newest_follows() {
+        let mut dispatch = Dispatch::default();
+        dispatch.push(service("a"), 1, true);
+        dispatch.push(service("b"), 10, true);
+        assert_eq!(dispatch.next(), Some((service("a"), 1)));
+        dispatch.push(service("a"), 2, true);
+        dispatch.push(service("a"), 3, true);
+        // a is in flight: b goes, a waits.
+        assert_eq!(dispatch.next(), Some((service("b"), 10)));
+        assert_eq!(dispatch.next(), None);
+        dispatch.done(&service("a"));
+        assert_eq!(dispatch.next(), Some((service("a"), 3)));
+        dispatch.done(&service("a"));
+        assert_eq!(dispatch.next(), None);
+    }
+
+    #[test]
+    fn events_about_one_object_go_out_in_order_one_at_a_time() {
+        let mut dispatch = Dispatch::default();
+        let events = Slot::Events("uid-1".into());
+        dispatch.push(events.clone(), "ClearAssignment", false);
+        dispatch.push(events.clone(), "IPAllocated", false);
+        assert_eq!(dispatch.next(), Some((events.clone(), "ClearAssignment")));
+        assert_eq!(dispatch.next(), None, "the second waits for the first");
+        dispatch.done(&events);
+        assert_eq!(dispatch.next(), Some((events.clone(), "IPAllocated")));
+        dispatch.done(&events);
+        assert_eq!(dispatch.next(), None);
     }
 }
