@@ -1104,3 +1104,69 @@ spec:
     );
     Ok(())
 }
+
+// 14 ────────────────────────────────────────────────────────────────────────────────────────
+
+/// MetalLB's legacy `metallb.universe.tf/` annotations still work, each use is reported once
+/// with a `deprecatedAnnotation` Event, and an old controller's legacy pool annotation is
+/// replaced by the current one.
+#[tokio::test]
+async fn legacy_annotations_work_and_are_reported() -> Result<()> {
+    let mut scenario = Scenario::new("alloc-legacy").await?;
+    scenario
+        .apply(
+            r#"
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: blue}
+spec:
+  addresses: ["198.51.100.200-198.51.100.209"]
+---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: green}
+spec:
+  addresses: ["198.51.100.210-198.51.100.219"]
+"#,
+        )
+        .await?;
+    scenario.start_controller()?;
+    Svc::new(&scenario, "old-style")
+        .annotate("metallb.universe.tf/address-pool", "green")
+        .annotate(
+            "metallb.universe.tf/ip-allocated-from-pool",
+            "left-by-metallb",
+        )
+        .create(&scenario)
+        .await?;
+    expect_ingress(&scenario, "old-style", &["198.51.100.210"]).await?;
+    let note = scenario
+        .wait_event(
+            "old-style",
+            "deprecatedAnnotation",
+            "metallb.universe.tf/address-pool",
+        )
+        .await?;
+    ensure!(
+        note.contains("metallb.io/address-pool"),
+        "the Event names the current key: {note}"
+    );
+    let annotations = scenario.annotations("old-style").await?;
+    ensure!(
+        annotations.get(POOL_ANNOTATION) == Some(&"green".to_string())
+            && !annotations.contains_key("metallb.universe.tf/ip-allocated-from-pool")
+            && annotations.get("metallb.universe.tf/address-pool") == Some(&"green".to_string()),
+        "the controller's own legacy annotation is replaced, the user's is kept: {annotations:?}"
+    );
+    let reported = scenario
+        .events("old-style")
+        .await?
+        .iter()
+        .filter(|(reason, _)| reason == "deprecatedAnnotation")
+        .count();
+    ensure!(
+        reported == 1,
+        "reported once, not on every pass: {reported}"
+    );
+    Ok(())
+}
