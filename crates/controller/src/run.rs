@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 
 use crate::core::{Core, Decision};
 use crate::metrics::Metrics;
-use crate::snapshot::{Desired, ServiceSnapshot};
+use crate::snapshot::{Desired, ServiceSnapshot, slim_service};
 use crate::store::{Change, Store};
 use crate::writer::{Context, Job, Outcome, Writer};
 
@@ -68,6 +68,20 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
 
     let duration = options.lease_duration.as_secs().max(2);
     let params = LeaseParams::new(options.identity.clone(), duration, (duration / 3).max(1));
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    match namespaces.get_opt(&options.namespace).await {
+        Ok(Some(_)) => {}
+        Ok(None) => anyhow::bail!(
+            "namespace {:?} (--namespace) does not exist: create it, and put the metallb.io configuration there",
+            options.namespace
+        ),
+        Err(error) => {
+            return Err(anyhow::Error::new(error).context(format!(
+                "cannot reach the apiserver to read namespace {:?}",
+                options.namespace
+            )));
+        }
+    }
     let manager = LeaseManager::new(
         client.clone(),
         options.lease_name.clone(),
@@ -323,7 +337,19 @@ impl Controller {
         let client = &self.client;
         let ns = &self.namespace;
         let mut all = SelectAll::new();
-        all.push(watch(Api::<Service>::all(client.clone()), Input::Service));
+        all.push(watch(Api::<Service>::all(client.clone()), |event| {
+            Input::Service(match event {
+                WatchEvent::Apply(mut s) => {
+                    slim_service(&mut s);
+                    WatchEvent::Apply(s)
+                }
+                WatchEvent::InitApply(mut s) => {
+                    slim_service(&mut s);
+                    WatchEvent::InitApply(s)
+                }
+                other => other,
+            })
+        }));
         all.push(watch(
             Api::<Namespace>::all(client.clone()),
             Input::Namespace,
@@ -456,7 +482,10 @@ impl Controller {
 
     fn absorb(&mut self, outcome: Outcome) {
         match outcome {
-            Outcome::Written(service) => self.stores.services.offer(*service),
+            Outcome::Written(mut service) => {
+                slim_service(&mut service);
+                self.stores.services.offer(*service);
+            }
             Outcome::Failed(key) => {
                 // Decide again; the next write goes out even if it is the same.
                 self.sent.remove(&key);

@@ -90,3 +90,90 @@ impl ServiceSnapshot {
         !self.status_ips.is_empty() || self.pool_annotation.is_some() || self.legacy_pool_annotation
     }
 }
+
+/// Drops what neither [`ServiceSnapshot`] nor a status write reads, so that holding every
+/// Service of a large cluster stays cheap. `from_service` gives the same answer before and
+/// after (tested).
+pub fn slim_service(service: &mut Service) {
+    let meta = &mut service.metadata;
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+    meta.owner_references = None;
+    meta.finalizers = None;
+    meta.generate_name = None;
+    if let Some(spec) = service.spec.as_mut() {
+        spec.session_affinity = None;
+        spec.session_affinity_config = None;
+        spec.external_ips = None;
+        spec.external_name = None;
+        spec.health_check_node_port = None;
+        spec.internal_traffic_policy = None;
+        spec.publish_not_ready_addresses = None;
+        spec.traffic_distribution = None;
+        spec.allocate_load_balancer_node_ports = None;
+        spec.load_balancer_source_ranges = None;
+        for port in spec.ports.iter_mut().flatten() {
+            port.name = None;
+            port.node_port = None;
+            port.target_port = None;
+            port.app_protocol = None;
+        }
+    }
+    if let Some(status) = service.status.as_mut() {
+        status.conditions = None;
+        for ingress in status
+            .load_balancer
+            .iter_mut()
+            .flat_map(|lb| lb.ingress.iter_mut().flatten())
+        {
+            ingress.ports = None;
+            ingress.hostname = None;
+            ingress.ip_mode = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn slimming_changes_no_decision_input() {
+        let full: Service = serde_json::from_value(json!({
+            "metadata": {
+                "name": "web", "namespace": "shop", "uid": "u1", "resourceVersion": "7",
+                "creationTimestamp": "2026-01-01T00:00:00Z",
+                "labels": {"app": "web"},
+                "annotations": {"metallb.io/allow-shared-ip": "k", "metallb.io/ip-allocated-from-pool": "lan"},
+                "ownerReferences": [{"apiVersion": "v1", "kind": "X", "name": "x", "uid": "u"}],
+                "finalizers": ["service.kubernetes.io/load-balancer-cleanup"],
+            },
+            "spec": {
+                "type": "LoadBalancer", "loadBalancerClass": "c", "loadBalancerIP": "198.51.100.200",
+                "clusterIP": "198.18.0.1", "clusterIPs": ["198.18.0.1", "2001:db8:c::1"],
+                "ipFamilies": ["IPv4", "IPv6"], "ipFamilyPolicy": "PreferDualStack",
+                "externalTrafficPolicy": "Local", "selector": {"app": "web"},
+                "sessionAffinity": "ClientIP", "healthCheckNodePort": 31000,
+                "ports": [{"name": "http", "port": 80, "protocol": "UDP", "targetPort": 8080, "nodePort": 30080}],
+            },
+            "status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.200", "ipMode": "VIP"}]},
+                       "conditions": [{"type": "X", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z", "reason": "R", "message": "m"}]},
+        }))
+        .expect("a Service");
+        let mut slim = full.clone();
+        slim_service(&mut slim);
+        assert_ne!(slim, full, "something was dropped");
+        assert_eq!(
+            ServiceSnapshot::from_service(&slim),
+            ServiceSnapshot::from_service(&full)
+        );
+        assert_eq!(slim.metadata.uid, full.metadata.uid);
+        assert_eq!(
+            slim.metadata.resource_version,
+            full.metadata.resource_version
+        );
+    }
+}

@@ -257,3 +257,38 @@ async fn a_stopped_leader_hands_over_and_metrics_are_served() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_missing_configuration_namespace_is_a_clear_error() -> Result<()> {
+    let testbed = ferrolb_testbed::Testbed::get();
+    let mut process = testbed.start_controller(
+        "missing-namespace",
+        &[
+            "--namespace",
+            "no-such-namespace",
+            "--metrics-address",
+            "127.0.0.1:0",
+        ],
+    )?;
+    ferrolb_testbed::wait_until(
+        "the controller exits",
+        std::time::Duration::from_secs(20),
+        || {
+            let running = process.running();
+            async move {
+                if running {
+                    Err("still running".to_string())
+                } else {
+                    Ok(())
+                }
+            }
+        },
+    )
+    .await?;
+    let log = std::fs::read_to_string(&process.log)?;
+    ensure!(
+        log.contains("namespace \"no-such-namespace\" (--namespace) does not exist"),
+        "the log says what is wrong:\n{log}"
+    );
+    Ok(())
+}

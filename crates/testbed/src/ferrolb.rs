@@ -144,14 +144,26 @@ impl Testbed {
     /// reaches the apiserver), logging to `target/testbed/logs/controller-LABEL-N.log`.
     pub fn start_controller(&self, label: &str, args: &[&str]) -> Result<ControllerProcess> {
         let binary = self.ferrolb_binary()?;
+        let mut full = vec!["controller"];
+        full.extend_from_slice(args);
+        self.start_process(&format!("controller-{label}"), &binary, &full)
+    }
+
+    /// Starts any program with the testbed's KUBECONFIG in the root namespace, logging to
+    /// `target/testbed/logs/LABEL-PID-N.log` (e.g. MetalLB's controller, for comparisons).
+    pub fn start_process(
+        &self,
+        label: &str,
+        program: &std::path::Path,
+        args: &[&str],
+    ) -> Result<ControllerProcess> {
         let logs = self.repo().join("target/testbed/logs");
         std::fs::create_dir_all(&logs)?;
         let n = STARTED.fetch_add(1, Ordering::Relaxed);
-        let log = logs.join(format!("controller-{label}-{}-{n}.log", std::process::id()));
+        let log = logs.join(format!("{label}-{}-{n}.log", std::process::id()));
         let file =
             std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let child = Command::new(&binary)
-            .arg("controller")
+        let child = Command::new(program)
             .args(args)
             .env("KUBECONFIG", self.kubeconfig()?)
             .env("NO_COLOR", "1")
@@ -159,7 +171,7 @@ impl Testbed {
             .stdout(file.try_clone()?)
             .stderr(file)
             .spawn()
-            .map_err(|e| anyhow!("starting {}: {e}", binary.display()))?;
+            .map_err(|e| anyhow!("starting {}: {e}", program.display()))?;
         Ok(ControllerProcess {
             child: Some(child),
             log,
