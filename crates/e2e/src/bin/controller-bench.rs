@@ -199,23 +199,78 @@ async fn check_stable(
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    let single_runs: usize = std::env::var("BENCH_SINGLE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100);
-    let burst: usize = std::env::var("BENCH_BURST")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+/// Which controller a suite runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Impl {
+    Ferrolb,
+    Metallb,
+}
+
+impl Impl {
+    fn name(self) -> &'static str {
+        match self {
+            Impl::Ferrolb => "ferrolb",
+            Impl::Metallb => "metallb",
+        }
+    }
+}
+
+static NEXT_PORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(17600);
+
+/// Starts the suite's controller for the scenario (MetalLB: its own controller binary, from
+/// `bench/build-metallb`, with the webhook off and no leader election, which it lacks).
+fn start_controller(which: Impl, scenario: &mut Scenario) -> Result<()> {
+    match which {
+        Impl::Ferrolb => {
+            scenario.start_controller()?;
+        }
+        Impl::Metallb => {
+            let binary = std::env::var_os("METALLB_CONTROLLER")
+                .map(std::path::PathBuf::from)
+                .context("METALLB_CONTROLLER (the path bench/build-metallb prints) is not set")?;
+            let port = NEXT_PORT
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                .to_string();
+            let class = scenario.class.clone().unwrap_or_default();
+            let process = scenario.testbed.start_process(
+                &format!("metallb-{}", scenario.namespace),
+                &binary,
+                &[
+                    "--namespace",
+                    &scenario.config_namespace,
+                    "--lb-class",
+                    &class,
+                    "--webhook-mode",
+                    "disabled",
+                    "--port",
+                    &port,
+                    "--log-level",
+                    "warn",
+                ],
+            )?;
+            scenario.controllers.push(process);
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the suite's Services so that the next suite runs in a cluster of the same size.
+async fn clean(scenario: &Scenario) -> Result<()> {
+    scenario
+        .testbed
+        .clear_namespace(&scenario.kube, &scenario.namespace)
+        .await
+}
+
+async fn suite(which: Impl, single_runs: usize, burst: usize) -> Result<Vec<(String, String)>> {
+    let tag = which.name();
     let mut rows: Vec<(String, String)> = Vec::new();
 
     // Single Services, one after the other.
     {
-        let mut scenario = Scenario::new("bench-single").await?;
+        let mut scenario = Scenario::new(&format!("bench-single-{tag}")).await?;
         scenario.apply(POOL).await?;
-        scenario.start_controller()?;
+        start_controller(which, &mut scenario)?;
         let seen = Arc::new(Mutex::new(Seen::default()));
         let watch = record(&scenario, seen.clone());
         // A first Service so that the controller is leading and synced before timing.
@@ -231,6 +286,7 @@ async fn main() -> Result<()> {
             latencies.push(seen.first_ip_at[&names[0]] - created[&names[0]]);
         }
         watch.abort();
+        clean(&scenario).await?;
         latencies.sort();
         rows.push((
             format!("single Service create → ingress ({single_runs} runs)"),
@@ -245,9 +301,9 @@ async fn main() -> Result<()> {
 
     // A burst.
     {
-        let mut scenario = Scenario::new("bench-burst").await?;
+        let mut scenario = Scenario::new(&format!("bench-burst-{tag}")).await?;
         scenario.apply(POOL).await?;
-        scenario.start_controller()?;
+        start_controller(which, &mut scenario)?;
         let seen = Arc::new(Mutex::new(Seen::default()));
         let watch = record(&scenario, seen.clone());
         let warm = vec!["warm".to_string()];
@@ -270,13 +326,17 @@ async fn main() -> Result<()> {
         };
         check_stable(&scenario, &seen, &names).await?;
         watch.abort();
+        clean(&scenario).await?;
         let pid = scenario.controllers[0].pid().unwrap_or_default();
         let rss = peak_rss_kib(pid).unwrap_or_default();
-        let writes = metric_value(
-            &scenario.metrics(0).await?,
-            "ferrolb_controller_service_status_writes_total",
-        )
-        .unwrap_or(f64::NAN);
+        let writes = match which {
+            Impl::Ferrolb => metric_value(
+                &scenario.metrics(0).await?,
+                "ferrolb_controller_service_status_writes_total",
+            )
+            .unwrap_or(f64::NAN),
+            Impl::Metallb => f64::NAN,
+        };
         let last_created = created
             .values()
             .max()
@@ -294,11 +354,15 @@ async fn main() -> Result<()> {
         ));
         rows.push((
             "status writes per Service in the burst (warm-up included)".into(),
-            format!(
-                "{:.3} ({writes} writes for {} Services)",
-                writes / (burst + 1) as f64,
-                burst + 1
-            ),
+            if writes.is_nan() {
+                "not counted".into()
+            } else {
+                format!(
+                    "{:.3} ({writes} writes for {} Services)",
+                    writes / (burst + 1) as f64,
+                    burst + 1
+                )
+            },
         ));
         rows.push((
             "controller peak RSS (VmHWM) after the burst".into(),
@@ -308,18 +372,19 @@ async fn main() -> Result<()> {
 
     // Cold start: the Services exist (all pending) before the controller starts.
     {
-        let mut scenario = Scenario::new("bench-cold").await?;
+        let mut scenario = Scenario::new(&format!("bench-cold-{tag}")).await?;
         scenario.apply(POOL).await?;
         let seen = Arc::new(Mutex::new(Seen::default()));
         let watch = record(&scenario, seen.clone());
         let names: Vec<String> = (0..burst).map(|i| format!("cold-{i}")).collect();
         create_all(Target::of(&scenario), &names).await?;
         let start = Instant::now();
-        scenario.start_controller()?;
+        start_controller(which, &mut scenario)?;
         wait_all(&seen, &names, Duration::from_secs(300)).await?;
         let wall = start.elapsed();
         check_stable(&scenario, &seen, &names).await?;
         watch.abort();
+        clean(&scenario).await?;
         let pid = scenario.controllers[0].pid().unwrap_or_default();
         let rss = peak_rss_kib(pid).unwrap_or_default();
         rows.push((
@@ -336,9 +401,9 @@ async fn main() -> Result<()> {
 
     // Chaos: SIGKILL half-way through a burst.
     {
-        let mut scenario = Scenario::new("bench-chaos").await?;
+        let mut scenario = Scenario::new(&format!("bench-chaos-{tag}")).await?;
         scenario.apply(POOL).await?;
-        scenario.start_controller()?;
+        start_controller(which, &mut scenario)?;
         let seen = Arc::new(Mutex::new(Seen::default()));
         let watch = record(&scenario, seen.clone());
         let warm = vec!["warm".to_string()];
@@ -360,7 +425,7 @@ async fn main() -> Result<()> {
                         scenario.controllers[0].kill()?;
                         killed_at = Some(start.elapsed());
                         with_address_at_kill = addressed;
-                        scenario.start_controller()?;
+                        start_controller(which, &mut scenario)?;
                     }
                 }
             }
@@ -370,29 +435,67 @@ async fn main() -> Result<()> {
             with_address_at_kill = seen.lock().await.first_ip_at.len();
             scenario.controllers[0].kill()?;
             killed_at = Some(start.elapsed());
-            scenario.start_controller()?;
+            start_controller(which, &mut scenario)?;
         }
         wait_all(&seen, &names, Duration::from_secs(300)).await?;
         let wall = start.elapsed();
         check_stable(&scenario, &seen, &names).await?;
         watch.abort();
+        clean(&scenario).await?;
         rows.push((
             format!("chaos: {burst}-Service burst, controller SIGKILLed and restarted"),
             format!(
-                "all {} have an address after {} (killed at {} with {} addressed; lease wait included); none shared, none changed",
+                "all {} have an address after {} (killed at {} with {} addressed; {}); none shared, none changed",
                 created.len(),
                 ms(wall),
                 ms(killed_at.unwrap_or_default()),
-                with_address_at_kill.saturating_sub(1)
+                with_address_at_kill.saturating_sub(1),
+                if which == Impl::Ferrolb { "2 s Lease wait included" } else { "no Lease" }
             ),
         ));
     }
 
-    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    println!("| {:width$} | result |", "measure");
-    println!("|{}|--------|", "-".repeat(width + 2));
-    for (key, value) in rows {
-        println!("| {key:width$} | {value} |");
+    Ok(rows)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let single_runs: usize = std::env::var("BENCH_SINGLE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let burst: usize = std::env::var("BENCH_BURST")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let impls: Vec<Impl> = match std::env::var("BENCH_IMPL").as_deref() {
+        Ok("metallb") => vec![Impl::Metallb],
+        Ok("both") => vec![Impl::Ferrolb, Impl::Metallb],
+        _ => vec![Impl::Ferrolb],
+    };
+    let mut columns = Vec::new();
+    for which in &impls {
+        columns.push(suite(*which, single_runs, burst).await?);
     }
+    let mut table = String::new();
+    let width = columns[0].iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    table.push_str(&format!("| {:width$} |", "measure"));
+    for which in &impls {
+        table.push_str(&format!(" {} |", which.name()));
+    }
+    table.push_str(&format!("\n|{}|", "-".repeat(width + 2)));
+    for _ in &impls {
+        table.push_str("---|");
+    }
+    table.push('\n');
+    for (row, (key, _)) in columns[0].iter().enumerate() {
+        table.push_str(&format!("| {key:width$} |"));
+        for column in &columns {
+            let value = column.get(row).map(|(_, v)| v.as_str()).unwrap_or("");
+            table.push_str(&format!(" {value} |"));
+        }
+        table.push('\n');
+    }
+    print!("{table}");
     Ok(())
 }
