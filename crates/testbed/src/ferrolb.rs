@@ -157,6 +157,17 @@ impl Testbed {
         program: &std::path::Path,
         args: &[&str],
     ) -> Result<ControllerProcess> {
+        self.start_process_with_kubeconfig(label, program, args, &self.kubeconfig()?)
+    }
+
+    /// As `start_process`, with another kubeconfig (a restricted user's, say).
+    pub fn start_process_with_kubeconfig(
+        &self,
+        label: &str,
+        program: &std::path::Path,
+        args: &[&str],
+        kubeconfig: &std::path::Path,
+    ) -> Result<ControllerProcess> {
         let logs = self.repo().join("target/testbed/logs");
         std::fs::create_dir_all(&logs)?;
         let n = STARTED.fetch_add(1, Ordering::Relaxed);
@@ -165,7 +176,7 @@ impl Testbed {
             std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let child = Command::new(program)
             .args(args)
-            .env("KUBECONFIG", self.kubeconfig()?)
+            .env("KUBECONFIG", kubeconfig)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)

@@ -1,0 +1,203 @@
+//! `deploy/rbac/controller.yaml` is enough: a controller holding only a token of that
+//! ServiceAccount allocates, writes status, pool counters, its ConfigurationState, Events and
+//! its Lease, and is never refused.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, ensure};
+use ferrolb_e2e::Scenario;
+use ferrolb_testbed::{Family, wait_until};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use serde_json::Value;
+
+async fn apply<K>(api: Api<K>, document: Value) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let name = document["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    api.patch(
+        &name,
+        &PatchParams::apply("ferrolb-e2e").force(),
+        &Patch::Apply(&document),
+    )
+    .await
+    .with_context(|| format!("applying {name}"))?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_controller_needs_nothing_beyond_its_rbac() -> Result<()> {
+    let mut scenario = Scenario::new("rbac").await?;
+    let kube = scenario.kube.clone();
+    let namespace = scenario.config_namespace.clone();
+    let text =
+        std::fs::read_to_string(scenario.testbed.repo().join("deploy/rbac/controller.yaml"))?;
+    let documents: Vec<Value> = serde_saphyr::from_multiple(&text)?;
+    for mut document in documents.into_iter().filter(|d| !d.is_null()) {
+        // The manifests name metallb-system; the scenario has its own namespace.
+        let rewritten = serde_json::to_string(&document)?
+            .replace("\"metallb-system\"", &format!("\"{namespace}\""));
+        document = serde_json::from_str(&rewritten)?;
+        match document["kind"].as_str().unwrap_or_default() {
+            "ServiceAccount" => {
+                apply(
+                    Api::<ServiceAccount>::namespaced(kube.clone(), &namespace),
+                    document,
+                )
+                .await?
+            }
+            "ClusterRole" => apply(Api::<ClusterRole>::all(kube.clone()), document).await?,
+            "ClusterRoleBinding" => {
+                apply(Api::<ClusterRoleBinding>::all(kube.clone()), document).await?
+            }
+            "Role" => apply(Api::<Role>::namespaced(kube.clone(), &namespace), document).await?,
+            "RoleBinding" => {
+                apply(
+                    Api::<RoleBinding>::namespaced(kube.clone(), &namespace),
+                    document,
+                )
+                .await?
+            }
+            other => {
+                return Err(anyhow!(
+                    "unexpected kind {other} in deploy/rbac/controller.yaml"
+                ));
+            }
+        }
+    }
+
+    let token = Api::<ServiceAccount>::namespaced(kube.clone(), &namespace)
+        .create_token_request(
+            "ferrolb-controller",
+            &PostParams::default(),
+            &TokenRequest {
+                spec: Some(TokenRequestSpec {
+                    expiration_seconds: Some(3600),
+                    ..TokenRequestSpec::default()
+                }),
+                ..TokenRequest::default()
+            },
+        )
+        .await?
+        .status
+        .and_then(|s| s.token)
+        .ok_or_else(|| anyhow!("no token in the TokenRequest answer"))?;
+    // The admin kubeconfig's cluster (server, CA) with the ServiceAccount's token as the user.
+    let admin: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(scenario.testbed.kubeconfig()?)?)?;
+    let cluster = &admin["clusters"][0]["cluster"];
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: testbed\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: controller\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context: {{cluster: testbed, user: controller}}\ncurrent-context: c\n",
+        cluster["server"].as_str().unwrap_or_default(),
+        cluster["certificate-authority-data"]
+            .as_str()
+            .unwrap_or_default(),
+    );
+    let path = scenario
+        .testbed
+        .repo()
+        .join("target/testbed/kubeconfig-rbac-controller");
+    std::fs::write(&path, kubeconfig)?;
+
+    scenario
+        .apply(
+            r#"
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: lan}
+spec:
+  addresses: ["198.51.100.200-198.51.100.203"]
+"#,
+        )
+        .await?;
+    let class = scenario.class.clone().unwrap_or_default();
+    let binary = scenario.testbed.ferrolb_binary()?;
+    let process = scenario.testbed.start_process_with_kubeconfig(
+        "controller-rbac",
+        &binary,
+        &[
+            "controller",
+            "--namespace",
+            &namespace,
+            "--lb-class",
+            &class,
+            "--metrics-address",
+            "127.0.0.1:0",
+            "--lease-duration",
+            "2",
+            "--identity",
+            "rbac-0",
+        ],
+        &path,
+    )?;
+    scenario.controllers.push(process);
+    scenario
+        .testbed
+        .create_service(&scenario.kube, &scenario.service("web", &[Family::V4]))
+        .await?;
+    let ips = scenario.wait_assigned("web").await?;
+    ensure!(
+        ips == vec!["198.51.100.200".parse::<std::net::IpAddr>()?],
+        "{ips:?}"
+    );
+    scenario
+        .wait_event("web", "IPAllocated", "198.51.100.200")
+        .await?;
+
+    // Pool counters and the ConfigurationState are written too.
+    let pools = kube::Api::<ferrolb_api_pool::IPAddressPool>::namespaced(kube.clone(), &namespace);
+    wait_until(
+        "pool status counts the address",
+        Duration::from_secs(20),
+        || async {
+            let pool = pools.get("lan").await.map_err(|e| e.to_string())?;
+            match pool.status {
+                Some(status) if status.assigned_ipv4 == 1 && status.available_ipv4 == 3 => Ok(()),
+                other => Err(format!("status {other:?}")),
+            }
+        },
+    )
+    .await?;
+    let states =
+        kube::Api::<ferrolb_api_pool::ConfigurationState>::namespaced(kube.clone(), &namespace);
+    wait_until(
+        "ConfigurationState controller is Valid",
+        Duration::from_secs(20),
+        || async {
+            let state = states
+                .get_opt("controller")
+                .await
+                .map_err(|e| e.to_string())?;
+            match state.and_then(|s| s.status).and_then(|s| s.result) {
+                Some(ferrolb_api_pool::ConfigurationResult::Valid) => Ok(()),
+                other => Err(format!("result {other:?}")),
+            }
+        },
+    )
+    .await?;
+    // Longer than the 2 s Lease: renewals run too.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    ensure!(
+        scenario.controllers[0].running(),
+        "still running:\n{}",
+        scenario.log_tails()
+    );
+    let log = std::fs::read_to_string(&scenario.controllers[0].log)?;
+    ensure!(
+        !log.to_lowercase().contains("forbidden"),
+        "the controller was refused something:\n{log}"
+    );
+    Ok(())
+}
+
+/// The metallb.io types, under a name that says why this test needs them.
+mod ferrolb_api_pool {
+    pub use ferrolb_api::v1beta1::{ConfigurationResult, ConfigurationState, IPAddressPool};
+}
