@@ -1,0 +1,29 @@
+//! ferrolb's layer 2 mode: making a Service IP reachable on the LAN by answering ARP (IPv4)
+//! and neighbor discovery (IPv6) for it.
+//!
+//! This crate owns the packet codecs, pure functions over bytes and plain data: parsing a
+//! received Ethernet frame into an ARP request or reply ([`parse_arp`]) or a Neighbor
+//! Solicitation ([`parse_neighbor_solicitation`]), and building the frames sent back: ARP
+//! replies and gratuitous ARP, solicited and unsolicited Neighbor Advertisements. Parsers
+//! never panic on any input; they say why a frame is rejected with [`ArpError`] and
+//! [`NdpError`]. Builders return whole Ethernet frames in fixed-size arrays, ready for an
+//! AF_PACKET socket, without allocating.
+//!
+//! The responder that reads and writes those frames on AF_PACKET sockets, joins the
+//! solicited-node groups and follows interfaces comes later, on top of these codecs.
+
+mod arp;
+mod mac;
+mod ndp;
+
+pub use arp::{
+    ARP_FRAME_LEN, ArpError, ArpFrame, ArpOperation, GRATUITOUS_ARP_OPERATIONS, build_arp_reply,
+    build_gratuitous_arp, parse_arp,
+};
+pub use mac::{MacAddr, MacAddrParseError};
+pub use ndp::{
+    ALL_NODES, ALL_NODES_MAC, NEIGHBOR_ADVERTISEMENT_FRAME_LEN, NdpError, NeighborAdvertisement,
+    NeighborSolicitation, build_neighbor_advertisement, build_unsolicited_neighbor_advertisement,
+    ipv6_multicast_mac, is_solicited_node_multicast, parse_neighbor_advertisement,
+    parse_neighbor_solicitation, solicited_node_multicast,
+};
