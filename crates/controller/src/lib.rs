@@ -9,7 +9,6 @@ pub mod metrics;
 pub mod request;
 pub mod run;
 pub mod snapshot;
-pub mod store;
 mod writer;
 
 #[cfg(test)]

@@ -4,24 +4,22 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::Router;
-use axum::http::StatusCode;
-use axum::routing::get;
 use ferrolb_api::{v1beta1, v1beta2};
 use ferrolb_config::{ConfigError, Resources};
 use ferrolb_ipam::ServiceKey;
+use ferrolb_k8s::http::{self, Health};
+use ferrolb_k8s::leader::Leadership;
+use ferrolb_k8s::store::{Change, Store};
+use ferrolb_k8s::watch::watch as watch_kind;
 use futures::stream::{BoxStream, SelectAll};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Service};
-use kube::runtime::WatchStreamExt;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::watcher::{self, Event as WatchEvent};
+use kube::runtime::watcher::Event as WatchEvent;
 use kube::{Api, Client, Resource};
-use kube_lease_manager::{LeaseCreateMode, LeaseManager, LeaseParams};
 use prometheus_client::registry::Registry;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
@@ -29,7 +27,6 @@ use tokio::sync::mpsc;
 use crate::core::{Core, Decision};
 use crate::metrics::Metrics;
 use crate::snapshot::{Desired, ServiceSnapshot, slim_service};
-use crate::store::{Change, Store};
 use crate::writer::{Context, Job, Outcome, Writer};
 
 #[derive(Debug, Clone)]
@@ -46,13 +43,8 @@ pub struct Options {
     pub write_concurrency: usize,
 }
 
-#[derive(Default)]
-struct Health {
-    ready: AtomicBool,
-}
-
-/// Runs until SIGTERM / SIGINT (Ok: the Lease is released, so a standby takes over at once)
-/// or until the Lease is lost (Err: exit, so that the new leader alone writes).
+/// Runs until SIGTERM / SIGINT (the Lease is released, so a standby takes over at once). A
+/// lost Lease ends the term and the process stands by again.
 pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let metrics = Arc::new(Metrics::register(&mut registry));
@@ -64,42 +56,24 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
         Ok(address) => tracing::info!(%address, "serving /metrics, /healthz and /readyz"),
         Err(error) => tracing::warn!(%error, "the metrics listener has no address"),
     }
-    tokio::spawn(serve_http(listener, Arc::new(registry), health.clone()));
+    tokio::spawn(http::serve(listener, Arc::new(registry), health.clone()));
 
-    let duration = options.lease_duration.as_secs().max(2);
-    let params = LeaseParams::new(options.identity.clone(), duration, (duration / 3).max(1));
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    match namespaces.get_opt(&options.namespace).await {
-        Ok(Some(_)) => {}
-        Ok(None) => anyhow::bail!(
-            "namespace {:?} (--namespace) does not exist: create it, and put the metallb.io configuration there",
-            options.namespace
-        ),
-        Err(error) => {
-            return Err(anyhow::Error::new(error).context(format!(
-                "cannot reach the apiserver to read namespace {:?}",
-                options.namespace
-            )));
-        }
-    }
-    let manager = LeaseManager::new(
+    let mut leadership = Leadership::compete(
         client.clone(),
-        options.lease_name.clone(),
-        options.namespace.clone(),
-        params,
-        LeaseCreateMode::default(),
+        &options.namespace,
+        &options.lease_name,
+        &options.identity,
+        options.lease_duration,
     )
-    .await
-    .context("setting up the leader Lease")?;
-    let (mut leader, lease_task) = manager.watch().await;
+    .await?;
     // A standby is healthy and ready: it is doing its job, which is to wait.
-    health.ready.store(true, Ordering::Relaxed);
+    health.set_ready(true);
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     let outcome = loop {
         tracing::info!(identity = %options.identity, lease = %options.lease_name, "waiting to become the leader");
         let became = tokio::select! {
-            became = won(&mut leader) => became,
+            became = leadership.won() => became,
             () = &mut shutdown => break Ok(()),
         };
         if let Err(error) = became {
@@ -107,20 +81,20 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
         }
         tracing::info!(identity = %options.identity, "became the leader");
         metrics.leader.set(1);
-        health.ready.store(false, Ordering::Relaxed);
+        health.set_ready(false);
         // Everything a term of leadership built (its state, its writer and the writes in
         // flight) is dropped with it when the term ends.
         let controller = Controller::new(client.clone(), &options, metrics.clone(), health.clone());
         let ended = tokio::select! {
             result = controller.run() => Some(result.context("the controller loop ended")),
-            lost = lost(&mut leader) => match lost {
+            lost = leadership.lost() => match lost {
                 Ok(()) => None,
                 Err(error) => Some(Err(error)),
             },
             () = &mut shutdown => Some(Ok(())),
         };
         metrics.leader.set(0);
-        health.ready.store(true, Ordering::Relaxed);
+        health.set_ready(true);
         match ended {
             Some(outcome) => break outcome,
             // Another controller may lead now; stand by, and restore afresh if this one
@@ -131,38 +105,11 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
         }
     };
     metrics.leader.set(0);
-    drop(leader);
     if outcome.is_ok() {
         tracing::info!("releasing the leader Lease");
     }
-    let _ = tokio::time::timeout(Duration::from_secs(5), lease_task).await;
+    leadership.release().await;
     outcome
-}
-
-/// Until this process holds the Lease.
-async fn won(leader: &mut tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
-    loop {
-        if *leader.borrow_and_update() {
-            return Ok(());
-        }
-        leader
-            .changed()
-            .await
-            .context("the Lease manager stopped")?;
-    }
-}
-
-/// Until this process no longer holds the Lease.
-async fn lost(leader: &mut tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
-    loop {
-        leader
-            .changed()
-            .await
-            .context("the Lease manager stopped")?;
-        if !*leader.borrow_and_update() {
-            return Ok(());
-        }
-    }
 }
 
 async fn shutdown_signal() {
@@ -179,55 +126,6 @@ async fn shutdown_signal() {
         () = terminate => {}
     }
     tracing::info!("shutting down");
-}
-
-async fn serve_http(
-    listener: tokio::net::TcpListener,
-    registry: Arc<Registry>,
-    health: Arc<Health>,
-) {
-    let app = Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let registry = registry.clone();
-                async move {
-                    let mut text = String::new();
-                    match prometheus_client::encoding::text::encode(&mut text, &registry) {
-                        Ok(()) => (
-                            StatusCode::OK,
-                            [(
-                                "content-type",
-                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                            )],
-                            text,
-                        ),
-                        Err(_) => (
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            [("content-type", "text/plain")],
-                            String::new(),
-                        ),
-                    }
-                }
-            }),
-        )
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let ready = health.ready.load(Ordering::Relaxed);
-                async move {
-                    if ready {
-                        (StatusCode::OK, "ready")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "syncing")
-                    }
-                }
-            }),
-        );
-    if let Err(error) = axum::serve(listener, app).await {
-        tracing::error!(%error, "the metrics endpoint stopped");
-    }
 }
 
 enum Input {
@@ -388,7 +286,7 @@ impl Controller {
         self.dirty.clear();
         self.config_dirty = false;
         self.finish_batch();
-        self.health.ready.store(true, Ordering::Relaxed);
+        self.health.set_ready(true);
 
         loop {
             tokio::select! {
@@ -657,30 +555,7 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
     F: Fn(WatchEvent<K>) -> Input + Send + 'static,
 {
-    let kind = K::kind(&()).to_string();
-    watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        // managedFields and kubectl's copy of the last applied object are most of an object's
-        // bytes, and nothing here reads them.
-        .modify(|object| {
-            let meta = object.meta_mut();
-            meta.managed_fields = None;
-            if let Some(annotations) = meta.annotations.as_mut() {
-                annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
-            }
-        })
-        .filter_map(move |event| {
-            let result = match event {
-                Ok(event) => Some(wrap(event)),
-                Err(error) => {
-                    // The backoff retries; the watch re-lists and the store catches up.
-                    tracing::warn!(kind = %kind, %error, "watch failed; retrying");
-                    None
-                }
-            };
-            std::future::ready(result)
-        })
-        .boxed()
+    watch_kind(api).map(wrap).boxed()
 }
 
 fn reference<K: Resource<DynamicType = ()>>(object: &K) -> ObjectReference {

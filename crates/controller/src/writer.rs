@@ -3,7 +3,7 @@
 //! every Event about one object in the order it was decided, retried with backoff on
 //! throttling, apiserver restarts and network errors.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +17,8 @@ use kube::{Api, Client};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+
+use ferrolb_k8s::dispatch::Dispatch;
 
 use crate::core::{Event, EventType};
 use crate::metrics::Metrics;
@@ -115,7 +117,7 @@ async fn run(
     outcomes: mpsc::UnboundedSender<Outcome>,
     concurrency: usize,
 ) {
-    let mut dispatch: Dispatch<Job> = Dispatch::default();
+    let mut dispatch: Dispatch<Slot, Job> = Dispatch::default();
     let mut tasks: JoinSet<Option<Outcome>> = JoinSet::new();
     // By task id, so that a slot is freed even if its task panicked.
     let mut slots: HashMap<tokio::task::Id, Slot> = HashMap::new();
@@ -159,73 +161,12 @@ async fn run(
             else => break,
         }
         while tasks.len() < concurrency {
-            let Some((slot, job)) = dispatch.next() else {
+            let Some((slot, job)) = dispatch.start_next() else {
                 break;
             };
             let context = context.clone();
             let handle = tasks.spawn(async move { perform(&context, job).await });
             slots.insert(handle.id(), slot);
-        }
-    }
-}
-
-/// Which write goes next: per slot, only the newest state (`replaces`) or every job in order;
-/// one job per slot in flight; slots served first come, first served.
-#[derive(Debug)]
-struct Dispatch<J> {
-    waiting: HashMap<Slot, VecDeque<J>>,
-    queue: VecDeque<Slot>,
-    in_flight: HashSet<Slot>,
-}
-
-impl<J> Default for Dispatch<J> {
-    fn default() -> Self {
-        Self {
-            waiting: HashMap::new(),
-            queue: VecDeque::new(),
-            in_flight: HashSet::new(),
-        }
-    }
-}
-
-impl<J> Dispatch<J> {
-    fn push(&mut self, slot: Slot, job: J, replaces: bool) {
-        let jobs = self.waiting.entry(slot.clone()).or_default();
-        let was_idle = jobs.is_empty();
-        if replaces {
-            jobs.clear();
-        }
-        jobs.push_back(job);
-        if was_idle && !self.in_flight.contains(&slot) {
-            self.queue.push_back(slot);
-        }
-    }
-
-    /// The next job to start, marking its slot in flight.
-    fn next(&mut self) -> Option<(Slot, J)> {
-        while let Some(slot) = self.queue.pop_front() {
-            if self.in_flight.contains(&slot) {
-                continue;
-            }
-            let Some(jobs) = self.waiting.get_mut(&slot) else {
-                continue;
-            };
-            let Some(job) = jobs.pop_front() else {
-                continue;
-            };
-            if jobs.is_empty() {
-                self.waiting.remove(&slot);
-            }
-            self.in_flight.insert(slot.clone());
-            return Some((slot, job));
-        }
-        None
-    }
-
-    fn done(&mut self, slot: &Slot) {
-        self.in_flight.remove(slot);
-        if self.waiting.contains_key(slot) {
-            self.queue.push_back(slot.clone());
         }
     }
 }
@@ -412,54 +353,5 @@ where
                 return Err(error);
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn service(name: &str) -> Slot {
-        Slot::Service(ServiceKey::new("ns", name))
-    }
-
-    #[test]
-    fn a_state_superseded_while_queued_is_never_sent() {
-        let mut dispatch = Dispatch::default();
-        dispatch.push(service("a"), 1, true);
-        dispatch.push(service("a"), 2, true);
-        assert_eq!(dispatch.next(), Some((service("a"), 2)));
-        assert_eq!(dispatch.next(), None);
-    }
-
-    #[test]
-    fn one_write_per_object_in_flight_and_the_newest_follows() {
-        let mut dispatch = Dispatch::default();
-        dispatch.push(service("a"), 1, true);
-        dispatch.push(service("b"), 10, true);
-        assert_eq!(dispatch.next(), Some((service("a"), 1)));
-        dispatch.push(service("a"), 2, true);
-        dispatch.push(service("a"), 3, true);
-        // a is in flight: b goes, a waits.
-        assert_eq!(dispatch.next(), Some((service("b"), 10)));
-        assert_eq!(dispatch.next(), None);
-        dispatch.done(&service("a"));
-        assert_eq!(dispatch.next(), Some((service("a"), 3)));
-        dispatch.done(&service("a"));
-        assert_eq!(dispatch.next(), None);
-    }
-
-    #[test]
-    fn events_about_one_object_go_out_in_order_one_at_a_time() {
-        let mut dispatch = Dispatch::default();
-        let events = Slot::Events("uid-1".into());
-        dispatch.push(events.clone(), "ClearAssignment", false);
-        dispatch.push(events.clone(), "IPAllocated", false);
-        assert_eq!(dispatch.next(), Some((events.clone(), "ClearAssignment")));
-        assert_eq!(dispatch.next(), None, "the second waits for the first");
-        dispatch.done(&events);
-        assert_eq!(dispatch.next(), Some((events.clone(), "IPAllocated")));
-        dispatch.done(&events);
-        assert_eq!(dispatch.next(), None);
     }
 }

@@ -1,0 +1,39 @@
+//! A watch of one kind that never ends: it retries with backoff across apiserver restarts and
+//! re-lists when its resource version expires (the store turns a re-list into deletions), and
+//! drops what no ferrolb decision reads before the object is kept.
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
+
+pub fn watch<K>(api: Api<K>) -> BoxStream<'static, Event<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let kind = K::kind(&()).to_string();
+    watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        // managedFields and kubectl's copy of the last applied object are most of an object's
+        // bytes, and nothing here reads them.
+        .modify(|object| {
+            let meta = object.meta_mut();
+            meta.managed_fields = None;
+            if let Some(annotations) = meta.annotations.as_mut() {
+                annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+            }
+        })
+        .filter_map(move |event| {
+            let result = match event {
+                Ok(event) => Some(event),
+                Err(error) => {
+                    tracing::warn!(kind = %kind, %error, "watch failed; retrying");
+                    None
+                }
+            };
+            std::future::ready(result)
+        })
+        .boxed()
+}
