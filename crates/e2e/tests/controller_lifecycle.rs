@@ -76,6 +76,33 @@ async fn first_free_address_then_restart_keeps_every_address() -> Result<()> {
     for (name, ips) in ["a", "b", "c"].iter().zip(&before) {
         ensure!(&scenario.ingress(name).await? == ips, "{name} kept {ips:?}");
     }
+
+    // `ferrolb status` shows the same, from the cluster.
+    let output = tokio::process::Command::new(scenario.testbed.ferrolb_binary()?)
+        .args(["status", "--namespace", &scenario.config_namespace])
+        .env("KUBECONFIG", scenario.testbed.kubeconfig()?)
+        .output()
+        .await?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    ensure!(
+        output.status.success(),
+        "ferrolb status failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    ensure!(text.contains("controller: Valid"), "{text}");
+    ensure!(
+        text.contains("lan   4/20"),
+        "4 of 20 IPv4 addresses in use:\n{text}"
+    );
+    let row = format!("{}/d ", scenario.namespace);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&row))
+        .unwrap_or_default();
+    ensure!(
+        line.contains(" 198.51.100.203 ") && line.contains(" lan "),
+        "d's row names its address and pool:\n{text}"
+    );
     Ok(())
 }
 

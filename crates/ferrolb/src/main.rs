@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod status;
+
 /// MetalLB-compatible load balancer for bare-metal Kubernetes.
 #[derive(Debug, Parser)]
 #[command(name = "ferrolb", version, about, long_about = None)]
@@ -147,6 +149,171 @@ fn controller(args: ControllerArgs) -> ExitCode {
     }
 }
 
+/// `ferrolb status`: reads pools, ConfigurationStates, LoadBalancer Services, their
+/// ServiceL2Status objects and AllocationFailed Events, and prints them (see `status`).
+fn show_status(namespace: &str) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("ferrolb status: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(fetch_status(namespace)) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("ferrolb status: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn fetch_status(namespace: &str) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    use ferrolb_api::v1beta1::{ConfigurationState, IPAddressPool, ServiceL2Status};
+    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::api::events::v1::Event;
+    use kube::Api;
+    use kube::api::ListParams;
+
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the cluster (KUBECONFIG or in-cluster)")?;
+    let list = ListParams::default();
+    let pools: Api<IPAddressPool> = Api::namespaced(client.clone(), namespace);
+    let mut pool_rows: Vec<status::PoolRow> = pools
+        .list(&list)
+        .await
+        .context("listing IPAddressPools")?
+        .items
+        .into_iter()
+        .map(|pool| {
+            let counters = pool.status.unwrap_or_default();
+            status::PoolRow {
+                name: pool.metadata.name.unwrap_or_default(),
+                assigned_ipv4: counters.assigned_ipv4,
+                available_ipv4: counters.available_ipv4,
+                assigned_ipv6: counters.assigned_ipv6,
+                available_ipv6: counters.available_ipv6,
+            }
+        })
+        .collect();
+    pool_rows.sort_by(|a, b| a.name.cmp(&b.name));
+    let states: Api<ConfigurationState> = Api::namespaced(client.clone(), namespace);
+    let state_rows: Vec<status::StateRow> = states
+        .list(&list)
+        .await
+        .context("listing ConfigurationStates")?
+        .items
+        .into_iter()
+        .map(|state| {
+            let status = state.status.unwrap_or_default();
+            status::StateRow {
+                component: state.metadata.name.unwrap_or_default(),
+                result: status
+                    .result
+                    .map(|r| format!("{r:?}"))
+                    .unwrap_or_else(|| "Unknown".into()),
+                errors: status.error_summary.unwrap_or_default(),
+            }
+        })
+        .collect();
+    let announcements: Api<ServiceL2Status> = Api::namespaced(client.clone(), namespace);
+    let l2 = announcements
+        .list(&list)
+        .await
+        .context("listing ServiceL2Statuses")?
+        .items;
+    let services: Api<Service> = Api::all(client.clone());
+    let mut service_rows = Vec::new();
+    for service in services
+        .list(&list)
+        .await
+        .context("listing Services")?
+        .items
+    {
+        let spec = service.spec.clone().unwrap_or_default();
+        if spec.type_.as_deref() != Some("LoadBalancer") {
+            continue;
+        }
+        let service_namespace = service.metadata.namespace.clone().unwrap_or_default();
+        let name = service.metadata.name.clone().unwrap_or_default();
+        let addresses: Vec<String> = service
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i.ip.clone())
+            .collect();
+        let announced_by = l2
+            .iter()
+            .filter_map(|s| s.status.as_ref())
+            .filter(|s| {
+                s.service_namespace.as_deref() == Some(service_namespace.as_str())
+                    && s.service_name.as_deref() == Some(name.as_str())
+            })
+            .map(|s| {
+                let interfaces: Vec<String> =
+                    s.interfaces.iter().filter_map(|i| i.name.clone()).collect();
+                format!(
+                    "{} ({})",
+                    s.node.clone().unwrap_or_default(),
+                    if interfaces.is_empty() {
+                        "all interfaces".to_string()
+                    } else {
+                        interfaces.join(",")
+                    }
+                )
+            })
+            .collect();
+        let waiting_because = if addresses.is_empty() {
+            let events: Api<Event> = Api::namespaced(client.clone(), &service_namespace);
+            let selector = format!("regarding.name={name},reason=AllocationFailed");
+            let mut found = events
+                .list(&ListParams::default().fields(&selector))
+                .await
+                .map(|l| l.items)
+                .unwrap_or_default();
+            found.sort_by_key(|e| e.metadata.creation_timestamp.as_ref().map(|t| t.0));
+            found.pop().and_then(|e| e.note).map(|note| {
+                // "Failed to allocate IP for "ns/name": why" → why
+                note.split_once("\": ")
+                    .map_or(note.clone(), |(_, why)| why.to_string())
+            })
+        } else {
+            None
+        };
+        service_rows.push(status::ServiceRow {
+            namespace: service_namespace,
+            name,
+            class: spec.load_balancer_class,
+            addresses,
+            pool: service
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("metallb.io/ip-allocated-from-pool").cloned()),
+            announced_by,
+            waiting_because,
+        });
+    }
+    service_rows.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    Ok(status::render(
+        namespace,
+        &pool_rows,
+        &state_rows,
+        &service_rows,
+    ))
+}
+
 /// `ferrolb validate`: one line per problem on stdout; exit 1 when anything cannot be served.
 fn validate(files: &[std::path::PathBuf]) -> ExitCode {
     let mut resources = ferrolb_config::Resources::default();
@@ -237,7 +404,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Validate { files } => validate(&files),
-        Command::Status(_) => not_yet("status", "issue 5"),
+        Command::Status(args) => show_status(&args.namespace),
         Command::Migrate { file } => migrate(&file),
     }
 }
