@@ -9,12 +9,15 @@
 //! [`NdpError`]. Builders return whole Ethernet frames in fixed-size arrays, ready for an
 //! AF_PACKET socket, without allocating.
 //!
-//! The responder that reads and writes those frames on AF_PACKET sockets, joins the
-//! solicited-node groups and follows interfaces comes later, on top of these codecs.
+//! [`Responder`] is the I/O shell on top of them: it reads and writes those frames on one
+//! AF_PACKET socket per interface, joins the solicited-node groups of the IPv6 addresses it
+//! owns, and announces newly owned addresses (see the `responder` module docs). Following
+//! interfaces that appear, disappear or change MAC comes later.
 
 mod arp;
 mod mac;
 mod ndp;
+mod responder;
 
 pub use arp::{
     ARP_FRAME_LEN, ArpError, ArpFrame, ArpOperation, GRATUITOUS_ARP_OPERATIONS, build_arp_reply,
@@ -26,4 +29,7 @@ pub use ndp::{
     NeighborSolicitation, build_neighbor_advertisement, build_unsolicited_neighbor_advertisement,
     ipv6_multicast_mac, is_solicited_node_multicast, parse_neighbor_advertisement,
     parse_neighbor_solicitation, solicited_node_multicast,
+};
+pub use responder::{
+    AnnounceSchedule, Answer, CounterSnapshot, Counters, Responder, Verdict, decide, frame_filter,
 };

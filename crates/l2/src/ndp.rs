@@ -194,7 +194,8 @@ pub fn parse_neighbor_advertisement(frame: &[u8]) -> Result<NeighborAdvertisemen
 }
 
 /// Builds the advertisement answering `solicitation`: "`solicitation.target` is at
-/// `our_mac`", sent from `source_ip` (the interface's link-local address, as MetalLB uses).
+/// `our_mac`", sent from `source_ip` (MetalLB uses the interface's link-local address; the
+/// responder, like Linux for its own addresses, uses the target itself).
 ///
 /// It goes to the solicitation's source, at the link layer to its source link-layer
 /// address option or, when that was omitted, to the frame's Ethernet source; the Solicited
