@@ -243,20 +243,25 @@ impl Scenario {
         result.map_err(|e| anyhow!("{e}\ncontroller log:\n{}", self.log_tails()))
     }
 
-    /// The `/metrics` text of controller `index`, at the address its log names.
-    pub async fn metrics(&self, index: usize) -> Result<String> {
+    /// The address controller `index` serves /metrics, /healthz and /readyz on, from its log.
+    pub fn metrics_address(&self, index: usize) -> Result<String> {
         let process = self
             .controllers
             .get(index)
             .ok_or_else(|| anyhow!("no controller {index}"))?;
         let log = std::fs::read_to_string(&process.log)?;
-        let address = log
+        Ok(log
             .lines()
             .find(|l| l.contains("serving /metrics"))
             .and_then(|l| l.split("address=").nth(1))
             .and_then(|a| a.split_whitespace().next())
             .ok_or_else(|| anyhow!("no metrics address in {}", process.log.display()))?
-            .to_string();
+            .to_string())
+    }
+
+    /// The `/metrics` text of controller `index`.
+    pub async fn metrics(&self, index: usize) -> Result<String> {
+        let address = self.metrics_address(index)?;
         let output = tokio::process::Command::new("curl")
             .args([
                 "-sS",

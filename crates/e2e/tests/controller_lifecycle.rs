@@ -227,13 +227,7 @@ async fn a_stopped_leader_hands_over_and_metrics_are_served() -> Result<()> {
             == Some(1.0),
         "one Service, one status write:\n{metrics}"
     );
-    let log = std::fs::read_to_string(&scenario.controllers[0].log)?;
-    let address = log
-        .lines()
-        .find(|l| l.contains("serving /metrics"))
-        .and_then(|l| l.split("address=").nth(1))
-        .map(|a| a.split_whitespace().next().unwrap_or_default().to_string())
-        .ok_or_else(|| anyhow::anyhow!("no metrics address in the log:\n{log}"))?;
+    let address = scenario.metrics_address(0)?;
     ensure!(
         metrics.contains("metallb_allocator_addresses_total{pool=\"lan\"} 52"),
         "20 IPv4 + 32 IPv6 addresses:\n{metrics}"
