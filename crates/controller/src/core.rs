@@ -172,6 +172,10 @@ impl Core {
         }
     }
 
+    pub fn pending_count(&self) -> usize {
+        self.pending.len()
+    }
+
     /// Services waiting for an address, oldest first.
     pub fn pending(&self) -> Vec<ServiceKey> {
         let mut pending: Vec<(&String, &ServiceKey)> = self

@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 
 use crate::core::{Core, Decision};
 use crate::metrics::Metrics;
-use crate::snapshot::{Desired, ServiceSnapshot, slim_service};
+use crate::snapshot::{Desired, ServiceSnapshot, created, service_key, slim_service};
 use crate::writer::{Context, Job, Outcome, Writer};
 
 #[derive(Debug, Clone)]
@@ -325,15 +325,14 @@ impl Controller {
                 for change in self.stores.services.apply(event) {
                     match change {
                         Change::Upserted(service) => {
-                            let snapshot = ServiceSnapshot::from_service(&service);
-                            self.dirty.insert(snapshot.key);
+                            self.dirty.insert(service_key(&service));
                         }
                         Change::Deleted(service) => {
-                            let snapshot = ServiceSnapshot::from_service(&service);
-                            self.sent.remove(&snapshot.key);
-                            self.dirty.remove(&snapshot.key);
-                            if self.core.delete(&snapshot.key) {
-                                tracing::info!(service = %snapshot.key, "Service deleted; its addresses are free");
+                            let key = service_key(&service);
+                            self.sent.remove(&key);
+                            self.dirty.remove(&key);
+                            if self.core.delete(&key) {
+                                tracing::info!(service = %key, "Service deleted; its addresses are free");
                                 self.freed = true;
                             }
                         }
@@ -354,7 +353,7 @@ impl Controller {
                                     .filter(|s| {
                                         s.metadata.namespace.as_deref() == Some(name.as_str())
                                     })
-                                    .map(|s| ServiceSnapshot::from_service(s).key)
+                                    .map(service_key)
                                     .collect();
                                 self.dirty.extend(keys);
                             }
@@ -450,10 +449,7 @@ impl Controller {
             .stores
             .services
             .iter()
-            .map(|s| {
-                let snapshot = ServiceSnapshot::from_service(s);
-                (snapshot.created, snapshot.key)
-            })
+            .map(|s| (created(s), service_key(s)))
             .collect();
         services.sort();
         for (_, key) in services {
@@ -527,7 +523,7 @@ impl Controller {
         self.metrics.set_pools(&stats);
         self.metrics
             .pending_services
-            .set(i64::try_from(self.core.pending().len()).unwrap_or(i64::MAX));
+            .set(i64::try_from(self.core.pending_count()).unwrap_or(i64::MAX));
         let mut current = HashMap::new();
         for pool in stats {
             let clamp = |n: u128| i64::try_from(n).unwrap_or(i64::MAX);

@@ -40,6 +40,24 @@ impl Desired {
     }
 }
 
+/// `namespace/name`, without reading the rest of the Service.
+pub fn service_key(service: &Service) -> ServiceKey {
+    ServiceKey::new(
+        service.metadata.namespace.clone().unwrap_or_default(),
+        service.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+/// The creation time as RFC 3339 text, which sorts like the time.
+pub fn created(service: &Service) -> String {
+    service
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0.to_string())
+        .unwrap_or_default()
+}
+
 impl ServiceSnapshot {
     pub fn from_service(service: &Service) -> Self {
         let metadata = &service.metadata;
@@ -56,15 +74,8 @@ impl ServiceSnapshot {
             .filter_map(|ingress| ingress.ip.as_deref()?.parse().ok())
             .collect();
         Self {
-            key: ServiceKey::new(
-                metadata.namespace.clone().unwrap_or_default(),
-                metadata.name.clone().unwrap_or_default(),
-            ),
-            created: metadata
-                .creation_timestamp
-                .as_ref()
-                .map(|t| t.0.to_string())
-                .unwrap_or_default(),
+            key: service_key(service),
+            created: created(service),
             load_balancer: spec.and_then(|s| s.type_.as_deref()) == Some("LoadBalancer"),
             class: spec.and_then(|s| s.load_balancer_class.clone()),
             request: LoadBalancerRequest::from_service(service),
@@ -96,10 +107,7 @@ impl ServiceSnapshot {
 /// after (tested).
 pub fn slim_service(service: &mut Service) {
     let meta = &mut service.metadata;
-    meta.managed_fields = None;
-    if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
-    }
+    ferrolb_k8s::watch::drop_unread_metadata(meta);
     meta.owner_references = None;
     meta.finalizers = None;
     meta.generate_name = None;

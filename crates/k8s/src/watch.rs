@@ -4,10 +4,20 @@
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use kube::api::ObjectMeta;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
+
+/// managedFields and kubectl's copy of the last applied object are most of an object's bytes,
+/// and no ferrolb decision reads them.
+pub fn drop_unread_metadata(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
 
 pub fn watch<K>(api: Api<K>) -> BoxStream<'static, Event<K>>
 where
@@ -16,15 +26,7 @@ where
     let kind = K::kind(&()).to_string();
     watcher::watcher(api, watcher::Config::default())
         .default_backoff()
-        // managedFields and kubectl's copy of the last applied object are most of an object's
-        // bytes, and nothing here reads them.
-        .modify(|object| {
-            let meta = object.meta_mut();
-            meta.managed_fields = None;
-            if let Some(annotations) = meta.annotations.as_mut() {
-                annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
-            }
-        })
+        .modify(|object| drop_unread_metadata(object.meta_mut()))
         .filter_map(move |event| {
             let result = match event {
                 Ok(event) => Some(event),
