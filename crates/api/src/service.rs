@@ -3,9 +3,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Service;
+
+/// The allocator's own types: what a Service asks for is read straight into them.
+pub use ferrolb_ipam::{Addresses, IpFamily, Port, Protocol};
 
 /// A MetalLB Service annotation. Each is read under the current prefix `metallb.io/` and the
 /// legacy prefix `metallb.universe.tf/`.
@@ -72,7 +75,7 @@ pub struct LoadBalancerRequest {
     pub load_balancer_class: Option<String>,
     /// From the `loadBalancerIPs` annotation or `spec.loadBalancerIP`; empty when any address
     /// will do.
-    pub requested_ips: RequestedIps,
+    pub requested_ips: Addresses,
     /// From the `address-pool` annotation.
     pub requested_pool: Option<String>,
     /// From the `allow-shared-ip` annotation.
@@ -88,41 +91,6 @@ pub struct LoadBalancerRequest {
     /// The annotations that were found under their legacy key (with or without the current
     /// one), which deserve a deprecation warning.
     pub legacy_annotations: BTreeSet<Annotation>,
-}
-
-/// Specific addresses a Service asks for: at most one per family.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RequestedIps {
-    pub ipv4: Option<Ipv4Addr>,
-    pub ipv6: Option<Ipv6Addr>,
-}
-
-impl RequestedIps {
-    pub fn is_empty(&self) -> bool {
-        self.ipv4.is_none() && self.ipv6.is_none()
-    }
-
-    /// The requested addresses, IPv4 first.
-    pub fn iter(&self) -> impl Iterator<Item = IpAddr> {
-        let ipv4 = self.ipv4.map(IpAddr::V4);
-        let ipv6 = self.ipv6.map(IpAddr::V6);
-        ipv4.into_iter().chain(ipv6)
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum IpFamily {
-    IPv4,
-    IPv6,
-}
-
-impl IpFamily {
-    pub fn of(address: IpAddr) -> Self {
-        match address {
-            IpAddr::V4(_) => Self::IPv4,
-            IpAddr::V6(_) => Self::IPv6,
-        }
-    }
 }
 
 /// `spec.ipFamilyPolicy`; unset means `SingleStack`, as in MetalLB.
@@ -142,21 +110,6 @@ pub enum ExternalTrafficPolicy {
     Cluster,
     /// Only nodes with a local endpoint may receive the traffic.
     Local,
-}
-
-/// One port of the Service; two Services sharing an address must not have one in common.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Port {
-    pub protocol: Protocol,
-    pub port: u16,
-}
-
-/// `protocol` of a Service port; unset means `TCP`, as in Kubernetes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Protocol {
-    Tcp,
-    Udp,
-    Sctp,
 }
 
 /// Why a Service's request cannot be served as written.
@@ -188,7 +141,7 @@ pub enum ServiceError {
         address: String,
         value: String,
     },
-    #[error("{source_name}: {value:?} asks for more than one {family:?} address")]
+    #[error("{source_name}: {value:?} asks for more than one {family} address")]
     SeveralIpsOfOneFamily {
         source_name: &'static str,
         value: String,
@@ -333,7 +286,7 @@ impl Annotations<'_> {
 fn requested_ips(
     annotations: &mut Annotations,
     load_balancer_ip: Option<&str>,
-) -> Result<RequestedIps, ServiceError> {
+) -> Result<Addresses, ServiceError> {
     let field = load_balancer_ip.filter(|value| !value.is_empty());
     let (source_name, value) = match (
         annotations.get_with_key(Annotation::LoadBalancerIps)?,
@@ -348,7 +301,7 @@ fn requested_ips(
         }
         (Some((value, key)), None) => (key, value),
         (None, Some(value)) => (LOAD_BALANCER_IP_FIELD, value.to_owned()),
-        (None, None) => return Ok(RequestedIps::default()),
+        (None, None) => return Ok(Addresses::NONE),
     };
     // spec.loadBalancerIP holds a single address: no splitting, so a comma in it is an error.
     let addresses: Vec<&str> = if source_name == LOAD_BALANCER_IP_FIELD {
@@ -356,7 +309,7 @@ fn requested_ips(
     } else {
         value.split(',').map(str::trim).collect()
     };
-    let mut requested = RequestedIps::default();
+    let mut requested = Addresses::NONE;
     for address in addresses {
         // `to_canonical` reads `::ffff:192.0.2.1` as the IPv4 address it maps, as Go does.
         let parsed = address
@@ -367,25 +320,22 @@ fn requested_ips(
                 value: value.clone(),
             })?
             .to_canonical();
-        let duplicate = match parsed {
-            IpAddr::V4(ipv4) => requested.ipv4.replace(ipv4).is_some(),
-            IpAddr::V6(ipv6) => requested.ipv6.replace(ipv6).is_some(),
-        };
-        if duplicate {
+        if requested.get(IpFamily::of(parsed)).is_some() {
             return Err(ServiceError::SeveralIpsOfOneFamily {
                 source_name,
                 value: value.clone(),
                 family: IpFamily::of(parsed),
             });
         }
+        requested = requested.with(parsed);
     }
     Ok(requested)
 }
 
 fn parse_ip_family(family: &str) -> Result<IpFamily, ServiceError> {
     match family {
-        "IPv4" => Ok(IpFamily::IPv4),
-        "IPv6" => Ok(IpFamily::IPv6),
+        "IPv4" => Ok(IpFamily::V4),
+        "IPv6" => Ok(IpFamily::V6),
         other => Err(ServiceError::UnknownIpFamily(other.to_owned())),
     }
 }
@@ -413,6 +363,8 @@ fn cluster_ip_families(cluster_ips: Option<&[String]>, cluster_ip: Option<&str>)
 
 #[cfg(test)]
 mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
     use k8s_openapi::api::core::v1::{ServicePort, ServiceSpec};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
     use proptest::prelude::*;
@@ -473,7 +425,7 @@ mod tests {
             LoadBalancerRequest {
                 namespace: "default".into(),
                 name: "web".into(),
-                ip_families: vec![IpFamily::IPv4],
+                ip_families: vec![IpFamily::V4],
                 ip_family_policy: IpFamilyPolicy::SingleStack,
                 external_traffic_policy: ExternalTrafficPolicy::Cluster,
                 ports: vec![Port {
@@ -527,10 +479,7 @@ mod tests {
             parse(&[("metallb.io/loadBalancerIPs", "192.0.2.10, 2001:db8::10")]).expect("valid");
         assert_eq!(
             request.requested_ips,
-            RequestedIps {
-                ipv4: Some(ipv4("192.0.2.10")),
-                ipv6: Some(ipv6("2001:db8::10")),
-            }
+            Addresses::dual(ipv4("192.0.2.10"), ipv6("2001:db8::10"))
         );
         assert_eq!(
             request.requested_ips.iter().collect::<Vec<_>>(),
@@ -551,10 +500,7 @@ mod tests {
         .expect("valid");
         assert_eq!(
             request.requested_ips,
-            RequestedIps {
-                ipv4: None,
-                ipv6: Some(ipv6("2001:db8::10")),
-            }
+            Addresses::single(IpAddr::from(ipv6("2001:db8::10")))
         );
     }
 
@@ -573,8 +519,8 @@ mod tests {
     #[test]
     fn an_ipv4_mapped_ipv6_address_is_an_ipv4_address() {
         let request = parse(&[("metallb.io/loadBalancerIPs", "::ffff:192.0.2.10")]).expect("valid");
-        assert_eq!(request.requested_ips.ipv4, Some(ipv4("192.0.2.10")));
-        assert_eq!(request.requested_ips.ipv6, None);
+        assert_eq!(request.requested_ips.v4(), Some(ipv4("192.0.2.10")));
+        assert_eq!(request.requested_ips.v6(), None);
     }
 
     #[test]
@@ -611,7 +557,7 @@ mod tests {
             ServiceError::SeveralIpsOfOneFamily {
                 source_name: "metallb.io/loadBalancerIPs",
                 value: "192.0.2.10,192.0.2.11".into(),
-                family: IpFamily::IPv4,
+                family: IpFamily::V4,
             }
         );
         let error = parse(&[(
@@ -622,7 +568,7 @@ mod tests {
         assert!(matches!(
             error,
             ServiceError::SeveralIpsOfOneFamily {
-                family: IpFamily::IPv6,
+                family: IpFamily::V6,
                 ..
             }
         ));
@@ -693,7 +639,7 @@ mod tests {
         assert_eq!(request.requested_pool.as_deref(), Some("production"));
         assert_eq!(request.sharing_key.as_deref(), Some("web-and-dns"));
         assert_eq!(request.allocated_from_pool.as_deref(), Some("production"));
-        assert_eq!(request.requested_ips.ipv4, Some(ipv4("198.51.100.200")));
+        assert_eq!(request.requested_ips.v4(), Some(ipv4("198.51.100.200")));
         assert_eq!(
             request.legacy_annotations,
             BTreeSet::from([
@@ -796,7 +742,7 @@ mod tests {
             ..ServiceSpec::default()
         })
         .expect("valid");
-        assert_eq!(request.ip_families, vec![IpFamily::IPv6, IpFamily::IPv4]);
+        assert_eq!(request.ip_families, vec![IpFamily::V6, IpFamily::V4]);
 
         let error = parse_spec(ServiceSpec {
             ip_families: Some(vec!["IPv5".into()]),
@@ -819,12 +765,12 @@ mod tests {
         };
         assert_eq!(
             families(Some(vec!["2001:db8:c::10", "198.18.0.10"]), None),
-            vec![IpFamily::IPv6, IpFamily::IPv4]
+            vec![IpFamily::V6, IpFamily::V4]
         );
-        assert_eq!(families(None, Some("198.18.0.10")), vec![IpFamily::IPv4]);
+        assert_eq!(families(None, Some("198.18.0.10")), vec![IpFamily::V4]);
         assert_eq!(
             families(Some(vec![]), Some("2001:db8:c::10")),
-            vec![IpFamily::IPv6]
+            vec![IpFamily::V6]
         );
         assert_eq!(families(Some(vec!["None"]), Some("None")), vec![]);
         assert_eq!(families(None, None), vec![]);
@@ -974,7 +920,7 @@ mod tests {
             let (first, second) = if ipv6_first { (ipv6.to_string(), ipv4.to_string()) } else { (ipv4.to_string(), ipv6.to_string()) };
             let value = format!("{padding}{first}{padding},{padding}{second}{padding}");
             let request = parse(&[("metallb.io/loadBalancerIPs", &value)]).expect("valid pair");
-            prop_assert_eq!(request.requested_ips, RequestedIps { ipv4: Some(ipv4), ipv6: Some(ipv6) });
+            prop_assert_eq!(request.requested_ips, Addresses::dual(ipv4, ipv6));
         }
     }
 }

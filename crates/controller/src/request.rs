@@ -1,50 +1,20 @@
 //! A Service as the allocator sees it: the api crate's reading of the Service, plus the labels
 //! of its namespace, in the allocator's terms.
 
-use ferrolb_api::service::{
-    ExternalTrafficPolicy, IpFamily as ServiceFamily, IpFamilyPolicy, LoadBalancerRequest,
-    Protocol as ServiceProtocol,
-};
-use ferrolb_ipam::{
-    Addresses, BackendKey, FamilyPolicy, FamilyPolicyError, IpFamily, Port, Protocol, ServiceKey,
-    ServiceRequest,
-};
+use ferrolb_api::service::{ExternalTrafficPolicy, IpFamilyPolicy, LoadBalancerRequest};
+use ferrolb_ipam::{BackendKey, FamilyPolicy, FamilyPolicyError, ServiceKey, ServiceRequest};
 use ferrolb_labels::Labels;
 
 pub fn service_request(
     service: &LoadBalancerRequest,
     namespace_labels: &Labels,
 ) -> Result<ServiceRequest, FamilyPolicyError> {
-    let families: Vec<IpFamily> = service
-        .ip_families
-        .iter()
-        .map(|family| match family {
-            ServiceFamily::IPv4 => IpFamily::V4,
-            ServiceFamily::IPv6 => IpFamily::V6,
-        })
-        .collect();
     let policy = match service.ip_family_policy {
         IpFamilyPolicy::SingleStack => "SingleStack",
         IpFamilyPolicy::PreferDualStack => "PreferDualStack",
         IpFamilyPolicy::RequireDualStack => "RequireDualStack",
     };
-    let families = FamilyPolicy::from_service_spec(Some(policy), &families)?;
-    let requested_ips = service
-        .requested_ips
-        .iter()
-        .fold(Addresses::NONE, Addresses::with);
-    let ports = service
-        .ports
-        .iter()
-        .map(|port| Port {
-            protocol: match port.protocol {
-                ServiceProtocol::Tcp => Protocol::Tcp,
-                ServiceProtocol::Udp => Protocol::Udp,
-                ServiceProtocol::Sctp => Protocol::Sctp,
-            },
-            port: port.port,
-        })
-        .collect();
+    let families = FamilyPolicy::from_service_spec(Some(policy), &service.ip_families)?;
     let backend = match service.external_traffic_policy {
         ExternalTrafficPolicy::Cluster => BackendKey::Cluster,
         ExternalTrafficPolicy::Local => BackendKey::Local {
@@ -56,10 +26,10 @@ pub fn service_request(
         labels: service.labels.clone(),
         namespace_labels: namespace_labels.clone(),
         families,
-        requested_ips,
+        requested_ips: service.requested_ips,
         requested_pool: service.requested_pool.clone(),
         sharing_key: service.sharing_key.clone(),
-        ports,
+        ports: service.ports.clone(),
         backend,
     })
 }
@@ -67,7 +37,7 @@ pub fn service_request(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferrolb_api::service::{Port as ServicePort, RequestedIps};
+    use ferrolb_ipam::{Addresses, IpFamily, Port};
 
     #[test]
     fn every_field_is_carried_over() {
@@ -76,19 +46,13 @@ mod tests {
             name: "web".into(),
             labels: [("app".to_string(), "web".to_string())].into(),
             selector: [("pod".to_string(), "web".to_string())].into(),
-            requested_ips: RequestedIps {
-                ipv4: Some("198.51.100.200".parse().expect("literal")),
-                ipv6: None,
-            },
+            requested_ips: Addresses::single("198.51.100.200".parse().expect("literal")),
             requested_pool: Some("gold".into()),
             sharing_key: Some("k".into()),
-            ip_families: vec![ServiceFamily::IPv6, ServiceFamily::IPv4],
+            ip_families: vec![IpFamily::V6, IpFamily::V4],
             ip_family_policy: IpFamilyPolicy::RequireDualStack,
             external_traffic_policy: ExternalTrafficPolicy::Local,
-            ports: vec![ServicePort {
-                protocol: ServiceProtocol::Udp,
-                port: 53,
-            }],
+            ports: vec![Port::udp(53)],
             ..LoadBalancerRequest::default()
         };
         let namespace: Labels = [("team".to_string(), "a".to_string())].into();
@@ -120,7 +84,7 @@ mod tests {
     #[test]
     fn require_dual_stack_with_one_family_is_refused() {
         let service = LoadBalancerRequest {
-            ip_families: vec![ServiceFamily::IPv4],
+            ip_families: vec![IpFamily::V4],
             ip_family_policy: IpFamilyPolicy::RequireDualStack,
             ..LoadBalancerRequest::default()
         };
