@@ -196,6 +196,27 @@ impl Scenario {
     /// matched by the Service's UID: the namespaces persist between runs and Events live for
     /// an hour, so an earlier run's Event about a same-named Service must not count.
     pub async fn events(&self, name: &str) -> Result<Vec<(String, String)>> {
+        Ok(self
+            .event_objects(name)
+            .await?
+            .into_iter()
+            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect())
+    }
+
+    /// How many times an Event with `reason` was published about the Service: the events.k8s.io
+    /// recorder folds repeats into one object with a series count, so objects alone undercount.
+    pub async fn times_reported(&self, name: &str, reason: &str) -> Result<i32> {
+        Ok(self
+            .event_objects(name)
+            .await?
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some(reason))
+            .map(|e| e.series.as_ref().map_or(1, |series| series.count))
+            .sum())
+    }
+
+    async fn event_objects(&self, name: &str) -> Result<Vec<Event>> {
         let uid = self.services().get(name).await?.metadata.uid;
         let api: Api<Event> = Api::namespaced(self.kube.clone(), &self.namespace);
         let mut events: Vec<Event> = api
@@ -216,10 +237,7 @@ impl Scenario {
                 .map(|t| t.0)
                 .cmp(&b.metadata.creation_timestamp.as_ref().map(|t| t.0))
         });
-        Ok(events
-            .into_iter()
-            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
-            .collect())
+        Ok(events)
     }
 
     /// Waits for an Event with `reason` whose note contains `text`.

@@ -21,6 +21,21 @@ use serde_json::{Value, json};
 
 const POOL_ANNOTATION: &str = "metallb.io/ip-allocated-from-pool";
 
+/// Two pools side by side: `blue` .200–.209 and `green` .210–.219.
+const BLUE_AND_GREEN: &str = r#"
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: blue}
+spec:
+  addresses: ["198.51.100.200-198.51.100.209"]
+---
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: green}
+spec:
+  addresses: ["198.51.100.210-198.51.100.219"]
+"#;
+
 fn ip(text: &str) -> IpAddr {
     text.parse().expect("literal address")
 }
@@ -287,23 +302,7 @@ spec:
 #[tokio::test]
 async fn requested_pool_by_annotation() -> Result<()> {
     let mut scenario = Scenario::new("alloc-requested-pool").await?;
-    scenario
-        .apply(
-            r#"
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: blue}
-spec:
-  addresses: ["198.51.100.200-198.51.100.209"]
----
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: green}
-spec:
-  addresses: ["198.51.100.210-198.51.100.219"]
-"#,
-        )
-        .await?;
+    scenario.apply(BLUE_AND_GREEN).await?;
     scenario.start_controller()?;
 
     Svc::new(&scenario, "want-green")
@@ -1113,23 +1112,7 @@ spec:
 #[tokio::test]
 async fn legacy_annotations_work_and_are_reported() -> Result<()> {
     let mut scenario = Scenario::new("alloc-legacy").await?;
-    scenario
-        .apply(
-            r#"
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: blue}
-spec:
-  addresses: ["198.51.100.200-198.51.100.209"]
----
-apiVersion: metallb.io/v1beta1
-kind: IPAddressPool
-metadata: {name: green}
-spec:
-  addresses: ["198.51.100.210-198.51.100.219"]
-"#,
-        )
-        .await?;
+    scenario.apply(BLUE_AND_GREEN).await?;
     scenario.start_controller()?;
     Svc::new(&scenario, "old-style")
         .annotate("metallb.universe.tf/address-pool", "green")
@@ -1159,11 +1142,8 @@ spec:
         "the controller's own legacy annotation is replaced, the user's is kept: {annotations:?}"
     );
     let reported = scenario
-        .events("old-style")
-        .await?
-        .iter()
-        .filter(|(reason, _)| reason == "deprecatedAnnotation")
-        .count();
+        .times_reported("old-style", "deprecatedAnnotation")
+        .await?;
     ensure!(
         reported == 1,
         "reported once, not on every pass: {reported}"
