@@ -193,6 +193,8 @@ struct Controller {
     /// Services to decide again after the current batch of events.
     dirty: BTreeSet<ServiceKey>,
     config_dirty: bool,
+    /// The errors last written to the ConfigurationState (`None`: not written this term).
+    state_errors: Option<Vec<String>>,
     freed: bool,
 }
 
@@ -227,6 +229,7 @@ impl Controller {
             pool_status: HashMap::new(),
             dirty: BTreeSet::new(),
             config_dirty: false,
+            state_errors: None,
             freed: false,
         }
     }
@@ -420,9 +423,11 @@ impl Controller {
                 });
             }
         }
-        self.writer.send(Job::ConfigurationState {
-            errors: report.errors.iter().map(ToString::to_string).collect(),
-        });
+        let errors: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
+        if self.state_errors.as_ref() != Some(&errors) {
+            self.state_errors = Some(errors.clone());
+            self.writer.send(Job::ConfigurationState { errors });
+        }
         self.metrics.config_loaded.set(1);
         self.metrics
             .config_stale

@@ -45,10 +45,7 @@ impl Scenario {
     /// A clean slate for test `name`: CRDs installed, its namespaces created and emptied (no
     /// Services, no metallb.io objects, no Lease left by an earlier run). No controller yet.
     pub async fn new(name: &str) -> Result<Self> {
-        Self::with_class(name, Some(format!("ferrolb.test/{name}"))).await
-    }
-
-    pub async fn with_class(name: &str, class: Option<String>) -> Result<Self> {
+        let class = Some(format!("ferrolb.test/{name}"));
         let testbed = Testbed::get();
         let kube = testbed.kube().await?;
         testbed.install_crds(&kube).await?;
