@@ -9,12 +9,20 @@
 //! [`NdpError`]. Builders return whole Ethernet frames in fixed-size arrays, ready for an
 //! AF_PACKET socket, without allocating.
 //!
-//! [`Responder`] is the I/O shell on top of them: it reads and writes those frames on one
-//! AF_PACKET socket per interface, joins the solicited-node groups of the IPv6 addresses it
-//! owns, and announces newly owned addresses (see the `responder` module docs). Following
-//! interfaces that appear, disappear or change MAC comes later.
+//! It also owns the choice of links, pure too: MetalLB's rules for which links can answer
+//! ([`check_usable`], [`link_use`]), its default interface exclusion list
+//! ([`DEFAULT_EXCLUDED_INTERFACES`], [`Exclusion`]), and per-IP link scopes ([`Scope`]).
+//!
+//! [`Responder`] is the I/O shell on top of them: it follows the host's links over netlink
+//! ([`Responder::start`]) or uses a fixed list ([`Responder::new`]), reads and writes frames
+//! on one AF_PACKET socket per link, answers for each owned IP only on the links its scope
+//! allows, joins the solicited-node groups of the IPv6 addresses it owns, announces newly
+//! owned addresses (and, optionally, all of them periodically), and counts requests and
+//! answers globally and per IP (see the `responder` module docs). Deciding which IPs this
+//! node owns is the speaker's business, not this crate's.
 
 mod arp;
+mod links;
 mod mac;
 mod ndp;
 mod responder;
@@ -22,6 +30,10 @@ mod responder;
 pub use arp::{
     ARP_FRAME_LEN, ArpError, ArpFrame, ArpOperation, GRATUITOUS_ARP_OPERATIONS, build_arp_reply,
     build_gratuitous_arp, parse_arp,
+};
+pub use links::{
+    DEFAULT_EXCLUDED_INTERFACES, Exclusion, LinkInfo, LinkUse, Scope, Unusable, check_usable,
+    link_use,
 };
 pub use mac::{MacAddr, MacAddrParseError};
 pub use ndp::{
@@ -31,5 +43,6 @@ pub use ndp::{
     parse_neighbor_solicitation, solicited_node_multicast,
 };
 pub use responder::{
-    AnnounceSchedule, Answer, CounterSnapshot, Counters, Responder, Verdict, decide, frame_filter,
+    AnnounceSchedule, Answer, CounterSnapshot, Counters, IpCounts, Responder, ResponderOptions,
+    Verdict, decide, frame_filter,
 };

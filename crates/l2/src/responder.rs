@@ -1,42 +1,67 @@
-//! The I/O shell around the codecs: one AF_PACKET socket per interface, answering ARP
-//! requests and Neighbor Solicitations for the IPs this node currently owns, and announcing
-//! an IP with gratuitous ARP / unsolicited Neighbor Advertisements when it is taken over.
+//! The I/O shell around the codecs: one AF_PACKET socket per link, answering ARP requests
+//! and Neighbor Solicitations for the IPs this node currently owns, on the links each IP's
+//! [`Scope`] allows, and announcing an IP with gratuitous ARP / unsolicited Neighbor
+//! Advertisements when it is taken over.
+//!
+//! # Links
+//!
+//! [`Responder::start`] follows the links itself: it subscribes to netlink's RTNLGRP_LINK
+//! group, then dumps the links, so no change between the dump and the subscription is lost.
+//! Every RTM_NEWLINK and RTM_DELLINK is checked against the rules in the `links` module: a
+//! link that becomes usable gets a socket, one that goes down, is enslaved or vanishes has
+//! its socket closed, and a MAC change is answered with the new MAC and announced at once.
+//! Links that only some owned IP's [`Scope::Only`] names are opened while it does.
+//! [`Responder::new`] uses a fixed list of links instead, as the `l2-responder` binary does.
 //!
 //! # Sockets
 //!
-//! Each interface gets one `AF_PACKET`/`SOCK_RAW` socket, made with `socket2` and created
-//! with protocol 0 so it receives nothing until it is bound. A classic BPF filter
+//! Each link gets one `AF_PACKET`/`SOCK_RAW` socket, made with `socket2` and created with
+//! protocol 0 so it receives nothing until it is bound. A classic BPF filter
 //! ([`frame_filter`]) is attached before the bind: it passes ARP and ICMPv6 type 135
 //! (Neighbor Solicitation) and drops everything else, including frames this host sends
 //! itself (`PACKET_OUTGOING`), so the kernel wakes the responder only for frames it may
-//! answer. `pnet_datalink` then binds the socket to the interface (`ETH_P_ALL`, no
-//! promiscuous mode) and provides the sender; the receiving side is a duplicate of the same
-//! socket registered with tokio's `AsyncFd`, read without any thread of its own.
+//! answer. `pnet_datalink` then binds the socket to the link (`ETH_P_ALL`, no promiscuous
+//! mode) and provides the sender; the receiving side is a duplicate of the same socket
+//! registered with tokio's `AsyncFd`, read without any thread of its own.
 //!
 //! Neighbor Advertisements are sent from the target address itself, as Linux does for its
 //! own addresses: some resolvers (ndisc6 among them) ignore an answer to a solicitation for
 //! X that does not come from X, and receivers' caches take either.
 //!
 //! Neighbor Solicitations go to the target's solicited-node multicast group. The responder
-//! joins that group on every interface for every owned IPv6 address, through an IPv6 UDP
-//! socket's `IPV6_ADD_MEMBERSHIP` (which programs the interface's multicast filter and sends
+//! joins that group on every link an owned IPv6 address is answered on, through an IPv6
+//! UDP socket's `IPV6_ADD_MEMBERSHIP` (which programs the link's multicast filter and sends
 //! an MLD report, so snooping bridges forward the solicitations too).
+//!
+//! # Hot path
+//!
+//! A received frame costs one read lock and one hash lookup of its target when the target
+//! is not owned, and allocates nothing: floods of requests for other IPs must not slow the
+//! answers for ours.
 
-use std::collections::{HashMap, HashSet};
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::io::{self, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};
 use std::os::fd::IntoRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use futures::channel::mpsc::UnboundedReceiver;
+use futures::{StreamExt, TryStreamExt};
 use pnet_datalink::{Channel, DataLinkSender, NetworkInterface};
+use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
+use rtnetlink::packet_route::RouteNetlinkMessage;
+use rtnetlink::sys::SocketAddr;
 use socket2::{Domain, SockFilter, Socket, Type};
 use tokio::io::unix::AsyncFd;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::links::{DEFAULT_EXCLUDED_INTERFACES, Exclusion, LinkInfo, LinkUse, Scope, link_use};
 use crate::{
     ARP_FRAME_LEN, ArpOperation, GRATUITOUS_ARP_OPERATIONS, MacAddr,
     NEIGHBOR_ADVERTISEMENT_FRAME_LEN, build_arp_reply, build_gratuitous_arp,
@@ -118,43 +143,162 @@ pub struct CounterSnapshot {
     pub send_errors: u64,
 }
 
-/// Answers ARP and NDP for the IPs it owns on a fixed set of interfaces.
+/// How many requests and answers concern one owned IP, for MetalLB's per-IP metrics.
 ///
-/// Created inside a tokio runtime; receiving runs in one task per interface, announcing in
-/// one task per newly owned IP. Dropping the responder stops them all and closes the sockets.
-pub struct Responder {
-    shared: Arc<Shared>,
-    receivers: Vec<JoinHandle<()>>,
+/// The counts start from zero when an IP becomes owned and are forgotten when it is
+/// released; Prometheus takes the restart of a re-owned IP as a counter reset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IpCounts {
+    /// `metallb_layer2_requests_received{ip}`: ARP requests and Neighbor Solicitations for
+    /// the IP received on a link it is answered on.
+    pub requests_received: u64,
+    /// `metallb_layer2_responses_sent{ip}`.
+    pub responses_sent: u64,
+    /// `metallb_layer2_gratuitous_sent{ip}`: gratuitous ARP and unsolicited NA frames.
+    pub gratuitous_sent: u64,
 }
 
-/// One interface, with what answering on it needs.
+#[derive(Debug, Default)]
+struct IpCounters {
+    requests_received: AtomicU64,
+    responses_sent: AtomicU64,
+    gratuitous_sent: AtomicU64,
+}
+
+impl IpCounters {
+    fn snapshot(&self) -> IpCounts {
+        IpCounts {
+            requests_received: self.requests_received.load(Ordering::Relaxed),
+            responses_sent: self.responses_sent.load(Ordering::Relaxed),
+            gratuitous_sent: self.gratuitous_sent.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// How [`Responder::start`] chooses links and announces.
+#[derive(Debug, Clone)]
+pub struct ResponderOptions {
+    /// Regular expressions for link names not used by default (unless an owned IP's
+    /// [`Scope::Only`] names the link). Defaults to MetalLB's list,
+    /// [`DEFAULT_EXCLUDED_INTERFACES`]; empty excludes nothing.
+    pub exclude: Vec<String>,
+    /// How newly owned IPs are announced.
+    pub schedule: AnnounceSchedule,
+    /// Announce every owned IP again on this period, for networks whose switches or routers
+    /// age out entries the responder would otherwise only refresh by answering. Off by
+    /// default, as in MetalLB.
+    pub refresh: Option<Duration>,
+}
+
+impl Default for ResponderOptions {
+    fn default() -> Self {
+        ResponderOptions {
+            exclude: DEFAULT_EXCLUDED_INTERFACES
+                .iter()
+                .map(|p| (*p).to_owned())
+                .collect(),
+            schedule: AnnounceSchedule::default(),
+            refresh: None,
+        }
+    }
+}
+
+/// Answers ARP and NDP for the IPs it owns, each on the links its [`Scope`] allows.
+///
+/// Created inside a tokio runtime; receiving runs in one task per link, announcing in one
+/// task per IP and link being announced, following links in one more. Dropping the
+/// responder stops them all and closes the sockets.
+pub struct Responder {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// One link, with what answering on it needs.
 struct Link {
     name: String,
     index: u32,
-    mac: MacAddr,
+    /// In the default set, so answering for [`Scope::All`] IPs; fixed for the link's
+    /// lifetime (a rename reopens the link).
+    default: bool,
+    /// The MAC as a u64, changed in place when the link's MAC changes so that receiving
+    /// goes on undisturbed.
+    mac: AtomicU64,
     sender: Mutex<Box<dyn DataLinkSender>>,
     /// Holds the solicited-node memberships; `None` when IPv6 is disabled.
     multicast: Option<UdpSocket>,
-    /// Solicited-node groups joined, with how many owned IPs need each.
-    groups: Mutex<HashMap<Ipv6Addr, usize>>,
+    /// Solicited-node groups joined.
+    groups: Mutex<HashSet<Ipv6Addr>>,
+}
+
+impl Link {
+    fn mac(&self) -> MacAddr {
+        let bytes = self.mac.load(Ordering::Relaxed).to_be_bytes();
+        MacAddr([bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7]])
+    }
+
+    fn set_mac(&self, mac: MacAddr) {
+        self.mac.store(mac_to_u64(mac), Ordering::Relaxed);
+    }
+
+    fn answers(&self, scope: &Scope) -> bool {
+        scope.covers(&self.name, self.default)
+    }
+}
+
+fn mac_to_u64(mac: MacAddr) -> u64 {
+    let [a, b, c, d, e, f] = mac.0;
+    u64::from_be_bytes([0, 0, a, b, c, d, e, f])
+}
+
+#[derive(Clone)]
+struct Owned {
+    scope: Scope,
+    counters: Arc<IpCounters>,
 }
 
 struct Shared {
-    links: Vec<Link>,
-    owned: RwLock<HashSet<IpAddr>>,
-    announcers: Mutex<HashMap<IpAddr, JoinHandle<()>>>,
+    /// By interface index.
+    links: RwLock<HashMap<u32, Arc<Link>>>,
+    owned: RwLock<HashMap<IpAddr, Owned>>,
+    /// Serializes changes of the owned set and of the links, and holds what only they use.
+    control: Mutex<Control>,
     counters: Arc<Counters>,
     schedule: AnnounceSchedule,
+    generation: watch::Sender<u64>,
+}
+
+struct Control {
+    exclusion: Exclusion,
+    /// Whether links come and go with netlink events, or are the fixed list given.
+    follow: bool,
+    /// Every link as netlink last described it, used or not, to reconsider them when the
+    /// names owned IPs ask for change.
+    known: BTreeMap<u32, LinkInfo>,
+    /// The names in owned IPs' [`Scope::Only`]s.
+    named: BTreeSet<String>,
+    receivers: HashMap<u32, JoinHandle<()>>,
+    announcers: HashMap<(IpAddr, u32), JoinHandle<()>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl Responder {
     /// Opens a socket on each of `interfaces` (by name) and starts answering, owning no IP
-    /// yet. Fails if an interface does not exist, has no MAC, or a socket cannot be opened
-    /// (which needs `CAP_NET_RAW`).
+    /// yet. The links are fixed: whatever happens to them later is not followed, and the
+    /// usable-link rules and exclusion list do not apply (the caller chose them): all of
+    /// them answer for [`Scope::All`] IPs, and [`Scope::Only`] picks among them. Fails if
+    /// an interface does not exist, has no MAC, or a socket cannot be opened (which needs
+    /// `CAP_NET_RAW`). Must be called inside the tokio runtime.
     pub fn new<S: AsRef<str>>(interfaces: &[S]) -> Result<Responder> {
         Responder::with_schedule(interfaces, AnnounceSchedule::default())
     }
@@ -165,37 +309,57 @@ impl Responder {
         schedule: AnnounceSchedule,
     ) -> Result<Responder> {
         let all = pnet_datalink::interfaces();
-        let mut links = Vec::with_capacity(interfaces.len());
-        let mut sockets = Vec::with_capacity(interfaces.len());
-        for name in interfaces {
-            let name = name.as_ref();
-            let interface = all
-                .iter()
-                .find(|interface| interface.name == name)
-                .with_context(|| format!("no interface named {name}"))?;
-            let (link, socket) =
-                open_link(interface).with_context(|| format!("opening interface {name}"))?;
-            links.push(link);
-            sockets.push(socket);
+        let shared = Shared::new(schedule, Exclusion::none(), false);
+        {
+            let mut control = lock(&shared.control);
+            for name in interfaces {
+                let name = name.as_ref();
+                let interface = all
+                    .iter()
+                    .find(|interface| interface.name == name)
+                    .with_context(|| format!("no interface named {name}"))?;
+                let mac = interface
+                    .mac
+                    .map(|mac| MacAddr(mac.octets()))
+                    .or_else(|| sys_mac(&interface.name))
+                    .filter(|mac| *mac != MacAddr::ZERO)
+                    .with_context(|| format!("interface {name} has no Ethernet address"))?;
+                shared
+                    .open(&mut control, interface.index, name, mac, true)
+                    .with_context(|| format!("opening interface {name}"))?;
+            }
         }
-        let shared = Arc::new(Shared {
-            links,
-            owned: RwLock::new(HashSet::new()),
-            announcers: Mutex::new(HashMap::new()),
-            counters: Arc::new(Counters::default()),
-            schedule,
-        });
-        let mut receivers = Vec::with_capacity(sockets.len());
-        for (index, socket) in sockets.into_iter().enumerate() {
-            // `AsyncFd::new` is deprecated because a generic `T` may change or close the
-            // descriptor it reports; `socket2::Socket` owns its descriptor and reports the
-            // same one until dropped, which is what `AsyncFd::register` (unsafe, forbidden
-            // here) asks of its caller.
-            #[allow(deprecated)]
-            let socket = AsyncFd::new(socket).context("registering the socket with tokio")?;
-            receivers.push(tokio::spawn(receive(shared.clone(), index, socket)));
+        Ok(Responder {
+            shared,
+            tasks: Vec::new(),
+        })
+    }
+
+    /// Starts answering on the links the host has and will have, following them through
+    /// netlink (see the module docs), owning no IP yet. Fails if the exclusion patterns do
+    /// not compile or netlink cannot be read; a link whose socket cannot be opened is
+    /// logged and tried again on its next change.
+    pub async fn start(options: ResponderOptions) -> Result<Responder> {
+        let exclusion = Exclusion::new(&options.exclude)
+            .context("compiling the interface exclusion patterns")?;
+        // Subscribed before the dump: a change during the dump is queued as an event and
+        // applied after it, so the last word on every link is the newest.
+        let (connection, handle, events) =
+            rtnetlink::new_multicast_connection(&[rtnetlink::MulticastGroup::Link])
+                .context("subscribing to netlink link events")?;
+        let mut tasks = vec![tokio::spawn(connection)];
+        let shared = Shared::new(options.schedule, exclusion, true);
+        if let Err(error) = dump_links(&shared, &handle).await {
+            for task in &tasks {
+                task.abort();
+            }
+            return Err(error);
         }
-        Ok(Responder { shared, receivers })
+        tasks.push(tokio::spawn(follow(shared.clone(), handle, events)));
+        if let Some(period) = options.refresh {
+            tasks.push(tokio::spawn(refresh(shared.clone(), period)));
+        }
+        Ok(Responder { shared, tasks })
     }
 
     /// The counters, shared with the responder (they keep counting).
@@ -203,115 +367,363 @@ impl Responder {
         self.shared.counters.clone()
     }
 
-    /// The interfaces answered on, with their MACs.
+    /// The links answered on, with their MACs, sorted by name.
     pub fn interfaces(&self) -> Vec<(String, MacAddr)> {
-        self.shared
-            .links
-            .iter()
-            .map(|link| (link.name.clone(), link.mac))
-            .collect()
+        let mut links: Vec<(String, MacAddr)> = read(&self.shared.links)
+            .values()
+            .map(|link| (link.name.clone(), link.mac()))
+            .collect();
+        links.sort();
+        links
+    }
+
+    /// The names of the links `ip` is currently answered on, sorted; empty when it is not
+    /// owned.
+    pub fn interfaces_for(&self, ip: IpAddr) -> Vec<String> {
+        let Some(scope) = read(&self.shared.owned)
+            .get(&ip)
+            .map(|owned| owned.scope.clone())
+        else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = read(&self.shared.links)
+            .values()
+            .filter(|link| link.answers(&scope))
+            .map(|link| link.name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// A generation number bumped whenever a link is opened, closed or changes MAC, so that
+    /// the owner can refresh what it derived from [`Responder::interfaces_for`].
+    pub fn link_changes(&self) -> watch::Receiver<u64> {
+        self.shared.generation.subscribe()
     }
 
     /// Whether `ip` is currently owned.
     pub fn owns(&self, ip: IpAddr) -> bool {
-        self.shared.owns(ip)
+        read(&self.shared.owned).contains_key(&ip)
     }
 
-    /// Replaces the set of owned IPs. IPs newly owned are announced at once and then on the
-    /// [`AnnounceSchedule`]; for IPv6 ones the solicited-node group is joined first. IPs no
-    /// longer owned stop being answered for and announced at once.
+    /// The per-IP counts of every owned IP, sorted by IP.
+    pub fn ip_counters(&self) -> Vec<(IpAddr, IpCounts)> {
+        let mut counts: Vec<(IpAddr, IpCounts)> = read(&self.shared.owned)
+            .iter()
+            .map(|(ip, owned)| (*ip, owned.counters.snapshot()))
+            .collect();
+        counts.sort_by_key(|(ip, _)| *ip);
+        counts
+    }
+
+    /// Replaces the set of owned IPs, each with the links it is answered on (an IP given
+    /// twice is answered on the union of its scopes).
+    ///
+    /// IPs newly owned are announced at once and then on the [`AnnounceSchedule`] on every
+    /// link in their scope; an IP whose scope grows is announced that way on the links
+    /// added. For IPv6 ones the solicited-node groups are joined first. IPs no longer owned,
+    /// or no longer on a link, stop being answered for and announced there at once.
     ///
     /// Cheap when nothing changes; must be called inside the tokio runtime.
-    pub fn set_owned<I: IntoIterator<Item = IpAddr>>(&self, ips: I) {
-        let new: HashSet<IpAddr> = ips.into_iter().collect();
-        let (added, removed) = {
-            let mut owned = self
-                .shared
-                .owned
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
-            let added: Vec<IpAddr> = new.difference(&owned).copied().collect();
-            let removed: Vec<IpAddr> = owned.difference(&new).copied().collect();
-            // Join before answering: the groups must be in place when NS arrive.
-            for ip in &added {
-                if let IpAddr::V6(ip) = ip {
-                    self.shared.join(*ip);
-                }
-            }
-            *owned = new;
-            (added, removed)
-        };
-        let mut announcers = lock(&self.shared.announcers);
-        for ip in removed {
-            if let Some(task) = announcers.remove(&ip) {
-                task.abort();
-            }
-            if let IpAddr::V6(ip) = ip {
-                self.shared.leave(ip);
-            }
+    pub fn set_owned<I: IntoIterator<Item = (IpAddr, Scope)>>(&self, ips: I) {
+        let mut desired: HashMap<IpAddr, Scope> = HashMap::new();
+        for (ip, scope) in ips {
+            let scope = match desired.remove(&ip) {
+                Some(earlier) => earlier.union(scope),
+                None => scope,
+            };
+            desired.insert(ip, scope);
         }
-        announcers.retain(|_, task| !task.is_finished());
-        for ip in added {
-            let task = tokio::spawn(announce(self.shared.clone(), ip));
-            if let Some(old) = announcers.insert(ip, task) {
-                old.abort();
-            }
-        }
+        self.shared.set_owned(desired);
     }
 }
 
 impl Drop for Responder {
     fn drop(&mut self) {
-        for task in &self.receivers {
+        for task in &self.tasks {
             task.abort();
         }
-        for (_, task) in lock(&self.shared.announcers).drain() {
+        let mut control = lock(&self.shared.control);
+        for (_, task) in control.receivers.drain() {
             task.abort();
         }
+        for (_, task) in control.announcers.drain() {
+            task.abort();
+        }
+        drop(control);
+        write(&self.shared.links).clear();
     }
 }
 
 impl Shared {
-    fn owns(&self, ip: IpAddr) -> bool {
-        self.owned
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(&ip)
+    fn new(schedule: AnnounceSchedule, exclusion: Exclusion, follow: bool) -> Arc<Shared> {
+        Arc::new(Shared {
+            links: RwLock::new(HashMap::new()),
+            owned: RwLock::new(HashMap::new()),
+            control: Mutex::new(Control {
+                exclusion,
+                follow,
+                known: BTreeMap::new(),
+                named: BTreeSet::new(),
+                receivers: HashMap::new(),
+                announcers: HashMap::new(),
+            }),
+            counters: Arc::new(Counters::default()),
+            schedule,
+            generation: watch::Sender::new(0),
+        })
     }
 
-    fn join(&self, ip: Ipv6Addr) {
-        let group = solicited_node_multicast(ip);
-        for link in &self.links {
-            let Some(socket) = &link.multicast else {
-                continue;
-            };
-            let mut groups = lock(&link.groups);
-            let count = groups.entry(group).or_insert(0);
-            if *count == 0
-                && let Err(error) = socket.join_multicast_v6(&group, link.index)
+    fn link(&self, index: u32) -> Option<Arc<Link>> {
+        read(&self.links).get(&index).cloned()
+    }
+
+    fn links(&self) -> Vec<Arc<Link>> {
+        read(&self.links).values().cloned().collect()
+    }
+
+    fn bump_generation(&self) {
+        self.generation.send_modify(|generation| *generation += 1);
+    }
+
+    fn set_owned(self: &Arc<Self>, desired: HashMap<IpAddr, Scope>) {
+        let mut control = lock(&self.control);
+        let old = {
+            let owned = read(&self.owned);
+            if desired.len() == owned.len()
+                && desired
+                    .iter()
+                    .all(|(ip, scope)| owned.get(ip).is_some_and(|owned| owned.scope == *scope))
             {
-                tracing::warn!(interface = %link.name, %group, %error, "joining the solicited-node group");
+                return;
             }
-            *count += 1;
+            owned.clone()
+        };
+        let new: HashMap<IpAddr, Owned> = desired
+            .into_iter()
+            .map(|(ip, scope)| {
+                let counters = old
+                    .get(&ip)
+                    .map(|owned| owned.counters.clone())
+                    .unwrap_or_default();
+                (ip, Owned { scope, counters })
+            })
+            .collect();
+        let links = self.links();
+        // Join before answering: the groups must be in place when solicitations arrive.
+        for link in &links {
+            self.sync_groups(link, &new);
+        }
+        let mut fresh = Vec::new();
+        for (ip, owned) in &new {
+            let before = old.get(ip).map(|owned| &owned.scope);
+            for link in &links {
+                if link.answers(&owned.scope) && !before.is_some_and(|scope| link.answers(scope)) {
+                    fresh.push((*ip, link.index));
+                }
+            }
+        }
+        let named: BTreeSet<String> = new
+            .values()
+            .filter_map(|owned| match &owned.scope {
+                Scope::Only(names) => Some(names.iter().cloned()),
+                Scope::All => None,
+            })
+            .flatten()
+            .collect();
+        *write(&self.owned) = new;
+        control.announcers.retain(|(ip, _), task| {
+            let keep = !task.is_finished() && read(&self.owned).contains_key(ip);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        if control.follow && named != control.named {
+            control.named = named;
+            let known: Vec<LinkInfo> = control.known.values().cloned().collect();
+            for info in known {
+                self.reconcile(&mut control, &info);
+            }
+        }
+        for (ip, index) in fresh {
+            self.schedule_announcements(&mut control, ip, index);
         }
     }
 
-    fn leave(&self, ip: Ipv6Addr) {
-        let group = solicited_node_multicast(ip);
-        for link in &self.links {
-            let Some(socket) = &link.multicast else {
-                continue;
-            };
-            let mut groups = lock(&link.groups);
-            if let Some(count) = groups.get_mut(&group) {
-                *count -= 1;
-                if *count == 0 {
-                    groups.remove(&group);
-                    if let Err(error) = socket.leave_multicast_v6(&group, link.index) {
-                        tracing::warn!(interface = %link.name, %group, %error, "leaving the solicited-node group");
+    /// Joins the solicited-node groups of the IPv6 addresses `owned` answers on `link`,
+    /// and leaves the others.
+    fn sync_groups(&self, link: &Link, owned: &HashMap<IpAddr, Owned>) {
+        let Some(socket) = &link.multicast else {
+            return;
+        };
+        let wanted: HashSet<Ipv6Addr> = owned
+            .iter()
+            .filter(|(_, owned)| link.answers(&owned.scope))
+            .filter_map(|(ip, _)| match ip {
+                IpAddr::V6(ip) => Some(solicited_node_multicast(*ip)),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        let mut groups = lock(&link.groups);
+        for group in wanted.difference(&groups) {
+            if let Err(error) = socket.join_multicast_v6(group, link.index) {
+                tracing::warn!(interface = %link.name, %group, %error, "joining the solicited-node group");
+            }
+        }
+        for group in groups.difference(&wanted) {
+            if let Err(error) = socket.leave_multicast_v6(group, link.index) {
+                tracing::debug!(interface = %link.name, %group, %error, "leaving the solicited-node group");
+            }
+        }
+        *groups = wanted;
+    }
+
+    /// A link was described by netlink (dump or RTM_NEWLINK).
+    fn link_changed(self: &Arc<Self>, info: LinkInfo) {
+        let mut control = lock(&self.control);
+        // Reconciled even when nothing changed: a link whose socket failed to open is
+        // tried again.
+        control.known.insert(info.index, info.clone());
+        self.reconcile(&mut control, &info);
+    }
+
+    /// After a full dump: the links it did not list are gone.
+    fn links_listed(&self, listed: &BTreeSet<u32>) {
+        let gone: Vec<u32> = {
+            let control = lock(&self.control);
+            control
+                .known
+                .keys()
+                .filter(|index| !listed.contains(index))
+                .copied()
+                .collect()
+        };
+        for index in gone {
+            self.link_removed(index);
+        }
+    }
+
+    /// A link is gone (RTM_DELLINK).
+    fn link_removed(&self, index: u32) {
+        let mut control = lock(&self.control);
+        control.known.remove(&index);
+        if self.link(index).is_some() {
+            self.close(&mut control, index, "removed");
+        }
+    }
+
+    /// Brings the link's socket in line with its description and the rules.
+    fn reconcile(self: &Arc<Self>, control: &mut Control, info: &LinkInfo) {
+        let wanted = link_use(info, &control.exclusion, &control.named);
+        let current = self.link(info.index);
+        match (wanted.mac(), current) {
+            (None, None) => {
+                tracing::debug!(interface = %info.name, ?wanted, "not answering on the link");
+            }
+            (None, Some(_)) => {
+                let reason = match wanted {
+                    LinkUse::Unusable(reason) => reason.to_string(),
+                    _ => "excluded".to_owned(),
+                };
+                self.close(control, info.index, &reason);
+            }
+            (Some(mac), Some(link))
+                if link.name == info.name && link.default == wanted.is_default() =>
+            {
+                if link.mac() != mac {
+                    tracing::info!(interface = %link.name, old = %link.mac(), new = %mac, "MAC changed; announcing again");
+                    link.set_mac(mac);
+                    self.bump_generation();
+                    let ips: Vec<IpAddr> = read(&self.owned)
+                        .iter()
+                        .filter(|(_, owned)| link.answers(&owned.scope))
+                        .map(|(ip, _)| *ip)
+                        .collect();
+                    for ip in ips {
+                        self.schedule_announcements(control, ip, link.index);
                     }
                 }
             }
+            (Some(mac), current) => {
+                if current.is_some() {
+                    self.close(control, info.index, "renamed or re-scoped");
+                }
+                if let Err(error) =
+                    self.open(control, info.index, &info.name, mac, wanted.is_default())
+                {
+                    // A link can vanish between its event and the bind; its next event
+                    // (or RTM_DELLINK) settles it.
+                    tracing::warn!(interface = %info.name, error = format!("{error:#}"), "opening the link");
+                }
+            }
+        }
+    }
+
+    /// Opens a socket on the link, starts receiving, and announces the owned IPs it
+    /// answers for.
+    fn open(
+        self: &Arc<Self>,
+        control: &mut Control,
+        index: u32,
+        name: &str,
+        mac: MacAddr,
+        default: bool,
+    ) -> Result<()> {
+        let (link, socket) = open_link(index, name, mac, default)?;
+        // `AsyncFd::new` is deprecated because a generic `T` may change or close the
+        // descriptor it reports; `socket2::Socket` owns its descriptor and reports the same
+        // one until dropped, which is what `AsyncFd::register` (unsafe, forbidden here)
+        // asks of its caller.
+        #[allow(deprecated)]
+        let socket = AsyncFd::new(socket).context("registering the socket with tokio")?;
+        let link = Arc::new(link);
+        let ips: Vec<IpAddr> = {
+            let owned = read(&self.owned);
+            self.sync_groups(&link, &owned);
+            owned
+                .iter()
+                .filter(|(_, owned)| link.answers(&owned.scope))
+                .map(|(ip, _)| *ip)
+                .collect()
+        };
+        write(&self.links).insert(index, link.clone());
+        let receiver = tokio::spawn(receive(self.clone(), link, socket));
+        if let Some(old) = control.receivers.insert(index, receiver) {
+            old.abort();
+        }
+        tracing::info!(interface = %name, %mac, default, "answering on the link");
+        self.bump_generation();
+        for ip in ips {
+            self.schedule_announcements(control, ip, index);
+        }
+        Ok(())
+    }
+
+    /// Closes the link's socket; its announcements stop.
+    fn close(&self, control: &mut Control, index: u32, reason: &str) {
+        let link = write(&self.links).remove(&index);
+        if let Some(task) = control.receivers.remove(&index) {
+            task.abort();
+        }
+        control.announcers.retain(|(_, link_index), task| {
+            if *link_index == index {
+                task.abort();
+            }
+            *link_index != index
+        });
+        if let Some(link) = link {
+            tracing::info!(interface = %link.name, reason, "no longer answering on the link");
+            self.bump_generation();
+        }
+    }
+
+    /// Announces `ip` on the link at once and then on the schedule, restarting the
+    /// schedule if it was running (as MetalLB does).
+    fn schedule_announcements(self: &Arc<Self>, control: &mut Control, ip: IpAddr, index: u32) {
+        let task = tokio::spawn(announce(self.clone(), ip, index));
+        if let Some(old) = control.announcers.insert((ip, index), task) {
+            old.abort();
         }
     }
 
@@ -331,42 +743,76 @@ impl Shared {
         }
     }
 
-    /// Decides about one received frame and answers it if this node owns the target.
+    /// Decides about one received frame and answers it if this node owns the target on
+    /// this link.
     fn handle(&self, link: &Link, frame: &[u8]) {
         Counters::bump(&self.counters.frames_received);
-        match decide(frame, link.mac, |ip| self.owns(ip)) {
+        let matched: Cell<Option<Arc<IpCounters>>> = Cell::new(None);
+        let verdict = decide(frame, link.mac(), |ip| {
+            let owned = read(&self.owned);
+            match owned.get(&ip) {
+                Some(entry) if link.answers(&entry.scope) => {
+                    matched.set(Some(entry.counters.clone()));
+                    true
+                }
+                _ => false,
+            }
+        });
+        match verdict {
             Verdict::Ignore => {}
             Verdict::Invalid => Counters::bump(&self.counters.invalid_frames),
             Verdict::Answer(answer) => {
                 Counters::bump(&self.counters.requests_received);
+                let counters = matched.take();
+                if let Some(counters) = &counters {
+                    Counters::bump(&counters.requests_received);
+                }
                 if self.send(link, answer.bytes()) {
                     Counters::bump(&self.counters.responses_sent);
-                }
-            }
-        }
-    }
-
-    /// One round of announcements of `ip` on every interface.
-    fn announce_once(&self, ip: IpAddr) {
-        for link in &self.links {
-            match ip {
-                IpAddr::V4(ip) => self.gratuitous_arp(link, ip),
-                IpAddr::V6(ip) => {
-                    let frame = build_unsolicited_neighbor_advertisement(link.mac, ip, ip);
-                    if self.send(link, &frame) {
-                        Counters::bump(&self.counters.gratuitous_sent);
+                    if let Some(counters) = &counters {
+                        Counters::bump(&counters.responses_sent);
                     }
                 }
             }
         }
     }
 
-    fn gratuitous_arp(&self, link: &Link, ip: Ipv4Addr) {
-        for operation in GRATUITOUS_ARP_OPERATIONS {
-            if self.send(link, &build_gratuitous_arp(operation, link.mac, ip)) {
-                Counters::bump(&self.counters.gratuitous_sent);
+    /// One round of announcements of `ip` on the link; false when the link is gone or
+    /// `ip` is no longer answered on it.
+    fn announce_on(&self, ip: IpAddr, index: u32) -> bool {
+        let Some(link) = self.link(index) else {
+            return false;
+        };
+        let counters = match read(&self.owned).get(&ip) {
+            Some(owned) if link.answers(&owned.scope) => owned.counters.clone(),
+            _ => return false,
+        };
+        let mac = link.mac();
+        let mut sent = 0;
+        match ip {
+            IpAddr::V4(ip) => sent += self.gratuitous_arp(&link, mac, ip),
+            IpAddr::V6(ip) => {
+                let frame = build_unsolicited_neighbor_advertisement(mac, ip, ip);
+                if self.send(&link, &frame) {
+                    sent += 1;
+                }
             }
         }
+        self.counters
+            .gratuitous_sent
+            .fetch_add(sent, Ordering::Relaxed);
+        counters.gratuitous_sent.fetch_add(sent, Ordering::Relaxed);
+        true
+    }
+
+    fn gratuitous_arp(&self, link: &Link, mac: MacAddr, ip: Ipv4Addr) -> u64 {
+        let mut sent = 0;
+        for operation in GRATUITOUS_ARP_OPERATIONS {
+            if self.send(link, &build_gratuitous_arp(operation, mac, ip)) {
+                sent += 1;
+            }
+        }
+        sent
     }
 }
 
@@ -437,21 +883,88 @@ pub fn decide(frame: &[u8], mac: MacAddr, owns: impl Fn(IpAddr) -> bool) -> Verd
     }
 }
 
-/// Announces `ip` on the schedule, as long as it stays owned.
-async fn announce(shared: Arc<Shared>, ip: IpAddr) {
+/// Announces `ip` on one link on the schedule, as long as it is answered there.
+async fn announce(shared: Arc<Shared>, ip: IpAddr, index: u32) {
     let mut ticker = tokio::time::interval(shared.schedule.interval);
     for _ in 0..shared.schedule.rounds {
         ticker.tick().await;
-        if !shared.owns(ip) {
+        if !shared.announce_on(ip, index) {
             return;
         }
-        shared.announce_once(ip);
     }
 }
 
-/// Reads frames from one interface's socket until the task is aborted.
-async fn receive(shared: Arc<Shared>, index: usize, socket: AsyncFd<Socket>) {
-    let link = &shared.links[index];
+/// Announces every owned IP on every link it is answered on, every `period`.
+async fn refresh(shared: Arc<Shared>, period: Duration) {
+    let mut ticker = tokio::time::interval(period);
+    // Taking over already announces; the first refresh is one period later.
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let ips: Vec<IpAddr> = read(&shared.owned).keys().copied().collect();
+        let links: Vec<u32> = shared.links().iter().map(|link| link.index).collect();
+        for ip in ips {
+            for &index in &links {
+                shared.announce_on(ip, index);
+            }
+        }
+    }
+}
+
+/// Lists every link over netlink and brings the sockets in line with the list.
+async fn dump_links(shared: &Arc<Shared>, handle: &rtnetlink::Handle) -> Result<()> {
+    let mut listed = BTreeSet::new();
+    let mut links = handle.link().get().execute();
+    while let Some(message) = links
+        .try_next()
+        .await
+        .context("listing links over netlink")?
+    {
+        if let Some(info) = LinkInfo::from_netlink(&message) {
+            listed.insert(info.index);
+            shared.link_changed(info);
+        }
+    }
+    shared.links_listed(&listed);
+    Ok(())
+}
+
+/// Applies netlink link events until the connection ends.
+async fn follow(
+    shared: Arc<Shared>,
+    handle: rtnetlink::Handle,
+    mut events: UnboundedReceiver<(NetlinkMessage<RouteNetlinkMessage>, SocketAddr)>,
+) {
+    while let Some((message, _)) = events.next().await {
+        match message.payload {
+            NetlinkPayload::Overrun(_) => {
+                // The kernel dropped events when the socket's buffer was full: which links
+                // changed is unknown, so all of them are listed again.
+                tracing::warn!("netlink link events were lost; listing the links again");
+                if let Err(error) = dump_links(&shared, &handle).await {
+                    tracing::error!(error = format!("{error:#}"), "listing the links again");
+                }
+            }
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
+                match LinkInfo::from_netlink(&link) {
+                    Some(info) => shared.link_changed(info),
+                    None => {
+                        tracing::debug!(index = link.header.index, "RTM_NEWLINK without a name")
+                    }
+                }
+            }
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(link)) => {
+                shared.link_removed(link.header.index);
+            }
+            _ => {}
+        }
+    }
+    // The links answered on stay as they are; they are no longer followed.
+    tracing::error!("the netlink connection ended; links are no longer followed");
+}
+
+/// Reads frames from one link's socket until the task is aborted.
+async fn receive(shared: Arc<Shared>, link: Arc<Link>, socket: AsyncFd<Socket>) {
     let mut buffer = vec![0u8; 65536];
     loop {
         let mut guard = match socket.readable().await {
@@ -467,11 +980,11 @@ async fn receive(shared: Arc<Shared>, index: usize, socket: AsyncFd<Socket>) {
                 socket.read(&mut buffer)
             });
             match read {
-                Ok(Ok(length)) => shared.handle(link, &buffer[..length]),
+                Ok(Ok(length)) => shared.handle(&link, &buffer[..length]),
                 Ok(Err(error)) if error.kind() == io::ErrorKind::Interrupted => {}
                 Ok(Err(error)) => {
-                    // ENETDOWN and the like (the interface went down): reported once, the
-                    // next read goes on. Pause so that an error that persists cannot spin.
+                    // ENETDOWN and the like (the link went down): reported once, the next
+                    // read goes on. Pause so that an error that persists cannot spin.
                     tracing::debug!(interface = %link.name, %error, "receiving a frame");
                     drop(guard);
                     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -520,15 +1033,9 @@ pub fn frame_filter() -> Vec<SockFilter> {
     ]
 }
 
-/// Opens `interface`'s socket: the link with its sender, and the receiving socket.
-fn open_link(interface: &NetworkInterface) -> Result<(Link, Socket)> {
-    let mac = interface
-        .mac
-        .map(|mac| MacAddr(mac.octets()))
-        .or_else(|| sys_mac(&interface.name))
-        .filter(|mac| *mac != MacAddr::ZERO)
-        .context("the interface has no Ethernet address")?;
-    // Protocol 0: nothing is received before the bind to the interface.
+/// Opens the link's socket: the link with its sender, and the receiving socket.
+fn open_link(index: u32, name: &str, mac: MacAddr, default: bool) -> Result<(Link, Socket)> {
+    // Protocol 0: nothing is received before the bind to the link.
     let socket =
         Socket::new(Domain::PACKET, Type::RAW, None).context("opening an AF_PACKET socket")?;
     socket
@@ -544,8 +1051,17 @@ fn open_link(interface: &NetworkInterface) -> Result<(Link, Socket)> {
         socket_fd: Some(socket.into_raw_fd()),
         ..pnet_datalink::Config::default()
     };
-    // pnet binds the socket (ETH_P_ALL, this interface's index) and takes its descriptor.
-    let sender = match pnet_datalink::channel(interface, config).context("binding the socket")? {
+    // pnet binds by index; the rest of the description is not used on Linux.
+    let interface = NetworkInterface {
+        name: name.to_owned(),
+        description: String::new(),
+        index,
+        mac: Some(mac.0.into()),
+        ips: Vec::new(),
+        flags: 0,
+    };
+    // pnet binds the socket (ETH_P_ALL, this link's index) and takes its descriptor.
+    let sender = match pnet_datalink::channel(&interface, config).context("binding the socket")? {
         Channel::Ethernet(sender, _receiver) => sender,
         _ => bail!("pnet_datalink returned a channel that is not Ethernet"),
     };
@@ -560,12 +1076,13 @@ fn open_link(interface: &NetworkInterface) -> Result<(Link, Socket)> {
         }
     };
     let link = Link {
-        name: interface.name.clone(),
-        index: interface.index,
-        mac,
+        name: name.to_owned(),
+        index,
+        default,
+        mac: AtomicU64::new(mac_to_u64(mac)),
         sender: Mutex::new(sender),
         multicast,
-        groups: Mutex::new(HashMap::new()),
+        groups: Mutex::new(HashSet::new()),
     };
     Ok((link, receiver))
 }
@@ -590,5 +1107,31 @@ mod tests {
         assert_eq!(schedule.interval, Duration::from_millis(1100));
         // The last round goes out within the 5 s.
         assert!(schedule.interval * (schedule.rounds - 1) < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn default_options_exclude_metallbs_list_and_do_not_refresh() {
+        let options = ResponderOptions::default();
+        assert_eq!(options.exclude, DEFAULT_EXCLUDED_INTERFACES);
+        assert_eq!(options.refresh, None);
+        assert_eq!(options.schedule, AnnounceSchedule::default());
+    }
+
+    #[test]
+    fn the_responder_can_be_shared_between_tasks() {
+        fn shareable<T: Send + Sync + 'static>() {}
+        shareable::<Responder>();
+    }
+
+    #[test]
+    fn macs_survive_the_atomic() {
+        for mac in [
+            MacAddr::ZERO,
+            MacAddr([0xff; 6]),
+            MacAddr([0x02, 0x42, 0xac, 0x11, 0x00, 0x02]),
+        ] {
+            let bytes = mac_to_u64(mac).to_be_bytes();
+            assert_eq!(bytes[2..], mac.0);
+        }
     }
 }

@@ -4,10 +4,14 @@
 //! Two sources of input: arbitrary bytes (mostly rejected early, at the EtherType), and
 //! valid frames with random mutations, optionally with the ICMPv6 checksum repaired so the
 //! mutations reach the option and address checks behind it.
+//!
+//! The responder's `decide` gets the same inputs: it must agree with the parsers about what
+//! is invalid, and every answer it builds must parse back into exactly the answer the
+//! request asks for.
 
 mod common;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use common::*;
 use ferrolb_l2::*;
@@ -30,6 +34,60 @@ fn exercise(frame: &[u8]) {
         );
     }
     let _ = parse_neighbor_advertisement(frame);
+    check_decide(frame, |_| true);
+    check_decide(frame, |ip| ip == IpAddr::V6(VIP_V6));
+}
+
+/// `decide` on `frame`, checked against the parsers.
+fn check_decide(frame: &[u8], owns: impl Fn(IpAddr) -> bool) {
+    let verdict = decide(frame, OUR_MAC, &owns);
+    let ether_type = frame.get(12..14);
+    match verdict {
+        Verdict::Invalid => {
+            let rejected = match ether_type {
+                Some([0x08, 0x06]) => parse_arp(frame).is_err(),
+                Some([0x86, 0xdd]) => parse_neighbor_solicitation(frame).is_err(),
+                _ => true,
+            };
+            assert!(rejected, "decide calls a frame invalid that parses");
+        }
+        Verdict::Ignore => {}
+        Verdict::Answer(Answer::Arp(reply)) => {
+            let request = parse_arp(frame).expect("an answered ARP frame parses");
+            assert_eq!(request.operation, ArpOperation::Request);
+            assert_ne!(
+                request.sender_ip, request.target_ip,
+                "gratuitous ARP is not answered"
+            );
+            assert!(owns(IpAddr::V4(request.target_ip)));
+            let reply = parse_arp(&reply).expect("the reply parses");
+            assert_eq!(reply.operation, ArpOperation::Reply);
+            assert_eq!(reply.eth_source, OUR_MAC);
+            assert_eq!(reply.sender_mac, OUR_MAC);
+            assert_eq!(reply.sender_ip, request.target_ip);
+            assert_eq!(reply.target_ip, request.sender_ip);
+            assert_eq!(reply.target_mac, request.sender_mac);
+        }
+        Verdict::Answer(Answer::Ndp(advertisement)) => {
+            let solicitation =
+                parse_neighbor_solicitation(frame).expect("an answered NDP frame parses");
+            assert!(owns(IpAddr::V6(solicitation.target)));
+            let advertisement =
+                parse_neighbor_advertisement(&advertisement).expect("the answer parses");
+            assert_eq!(advertisement.target, solicitation.target);
+            assert_eq!(advertisement.source, solicitation.target);
+            assert_eq!(advertisement.eth_source, OUR_MAC);
+            assert_eq!(advertisement.target_link_layer, Some(OUR_MAC));
+            assert!(advertisement.override_flag);
+            let dad = solicitation.is_duplicate_address_detection();
+            assert_eq!(advertisement.solicited_flag, !dad);
+            if dad {
+                assert_eq!(advertisement.destination, ALL_NODES);
+            } else {
+                assert_eq!(advertisement.destination, solicitation.source);
+            }
+        }
+    }
 }
 
 fn valid_frames() -> Vec<Vec<u8>> {
@@ -160,5 +218,12 @@ fn valid_frames_parse_before_mutation() {
     }
     for frame in &frames[5..] {
         assert!(parse_neighbor_advertisement(frame).is_ok());
+    }
+    // The mutations start from frames `decide` answers, so its answers get fuzzed too.
+    for frame in [&frames[0], &frames[2], &frames[3], &frames[4]] {
+        assert!(matches!(
+            decide(frame, OUR_MAC, |_| true),
+            Verdict::Answer(_)
+        ));
     }
 }
