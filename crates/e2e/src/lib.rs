@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use ferrolb_testbed::{ControllerProcess, Family, ServiceSpec, Testbed, wait_until};
+use ferrolb_testbed::{Family, ManagedProcess, ServiceSpec, Testbed, wait_until};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::events::v1::Event;
@@ -18,9 +18,11 @@ use kube::api::{
     ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
 };
 
-/// The metallb.io kinds a test may write, with their plural resource names.
-const KINDS: [(&str, &str, &str); 6] = [
+/// The metallb.io kinds a test may write (or its speakers leave behind), with their plural
+/// resource names.
+const KINDS: [(&str, &str, &str); 7] = [
     ("v1beta1", "IPAddressPool", "ipaddresspools"),
+    ("v1beta1", "ServiceL2Status", "servicel2statuses"),
     ("v1beta1", "L2Advertisement", "l2advertisements"),
     ("v1beta1", "BGPAdvertisement", "bgpadvertisements"),
     ("v1beta2", "BGPPeer", "bgppeers"),
@@ -37,7 +39,7 @@ pub struct Scenario {
     pub namespace: String,
     /// The loadBalancerClass its controllers serve; `None`: the default (no class).
     pub class: Option<String>,
-    pub controllers: Vec<ControllerProcess>,
+    pub controllers: Vec<ManagedProcess>,
     lease_seconds: u64,
 }
 
@@ -346,4 +348,320 @@ pub fn metric_value(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|value| value.trim().parse().ok())
+}
+
+// ---- speakers ---------------------------------------------------------------------------------
+
+/// The ports one scenario's speakers use. Speakers of several scenarios may run on one node at
+/// once, so every scenario needs its own membership (UDP) port and metrics (TCP) port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpeakerPorts {
+    /// `--ml-bindport`.
+    pub membership: u16,
+    /// The port of `--metrics-address <node IPv4>:<port>`.
+    pub metrics: u16,
+}
+
+impl SpeakerPorts {
+    /// Ports for test number `index` of a file: 17000 + 10 × index, and the one after it.
+    pub fn for_test(index: u16) -> Self {
+        Self {
+            membership: 17000 + 10 * index,
+            metrics: 17001 + 10 * index,
+        }
+    }
+}
+
+/// One ServiceL2Status object as the tests read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct L2Status {
+    pub name: String,
+    /// The `metallb.io/node` label.
+    pub node_label: Option<String>,
+    /// `.status.node`.
+    pub node: Option<String>,
+    /// `.status.interfaces[].name`.
+    pub interfaces: Vec<String>,
+}
+
+fn l2_status_api(kube: &kube::Client, namespace: &str) -> Api<DynamicObject> {
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("metallb.io", "v1beta1", "ServiceL2Status"),
+        "servicel2statuses",
+    );
+    Api::namespaced_with(kube.clone(), namespace, &resource)
+}
+
+impl Scenario {
+    /// Creates or replaces the Secret `memberlist` (key `secretkey`) in the configuration
+    /// namespace, from which the speakers read the membership's shared key.
+    pub async fn create_memberlist_secret(&self) -> Result<()> {
+        use k8s_openapi::api::core::v1::Secret;
+        let api: Api<Secret> = Api::namespaced(self.kube.clone(), &self.config_namespace);
+        let key = format!(
+            "e2e-shared-key-of-{}-0123456789abcdef",
+            self.config_namespace
+        );
+        let secret: Secret = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "memberlist", "namespace": self.config_namespace},
+            "stringData": {"secretkey": key},
+        }))?;
+        api.patch(
+            "memberlist",
+            &PatchParams::apply("ferrolb-e2e").force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .context("writing Secret memberlist")?;
+        Ok(())
+    }
+
+    /// The arguments after `--node-name NODE` for a speaker of this scenario on `node`.
+    pub fn speaker_args(
+        &self,
+        node: &str,
+        ports: SpeakerPorts,
+        extra: &[&str],
+    ) -> Result<Vec<String>> {
+        let ip4 = self.testbed.node(node)?.host.ip4;
+        let mut args = vec![
+            "--namespace".to_string(),
+            self.config_namespace.clone(),
+            "--metrics-address".to_string(),
+            format!("{ip4}:{}", ports.metrics),
+            "--ml-bindport".to_string(),
+            ports.membership.to_string(),
+        ];
+        if let Some(class) = &self.class {
+            args.extend(["--lb-class".to_string(), class.clone()]);
+        }
+        args.extend(extra.iter().map(|a| (*a).to_string()));
+        Ok(args)
+    }
+
+    /// Starts this scenario's speaker on `node` (no wait).
+    pub fn start_speaker(
+        &self,
+        node: &str,
+        ports: SpeakerPorts,
+        extra: &[&str],
+    ) -> Result<ManagedProcess> {
+        let args = self.speaker_args(node, ports, extra)?;
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.testbed.start_speaker(&self.namespace, node, &args)
+    }
+
+    /// Starts a speaker on every node of the testbed (after writing the membership Secret,
+    /// unless `extra` holds `--ml-disabled`) and waits until each one says it is ready on
+    /// `/readyz`. Returns them by node name.
+    pub async fn start_speakers(
+        &self,
+        ports: SpeakerPorts,
+        extra: &[&str],
+    ) -> Result<BTreeMap<String, ManagedProcess>> {
+        if !extra.contains(&"--ml-disabled") {
+            self.create_memberlist_secret().await?;
+        }
+        let mut speakers = BTreeMap::new();
+        for node in &self.testbed.nodes {
+            let process = self.start_speaker(&node.name, ports, extra)?;
+            speakers.insert(node.name.clone(), process);
+        }
+        for (node, process) in &speakers {
+            self.wait_speaker_ready(node, ports, process).await?;
+        }
+        Ok(speakers)
+    }
+
+    /// Waits (20 s at most) until the speaker on `node` answers `/readyz` with success.
+    pub async fn wait_speaker_ready(
+        &self,
+        node: &str,
+        ports: SpeakerPorts,
+        process: &ManagedProcess,
+    ) -> Result<()> {
+        let url = format!(
+            "http://{}:{}/readyz",
+            self.testbed.node(node)?.host.ip4,
+            ports.metrics
+        );
+        wait_until(
+            &format!("the speaker on {node} to be ready ({url})"),
+            Duration::from_secs(20),
+            || async {
+                let out = self
+                    .testbed
+                    .exec(node, &["curl", "-sf", "--max-time", "1", &url])
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if out.success {
+                    Ok(())
+                } else {
+                    Err(format!("curl: {}", out.stderr.trim()))
+                }
+            },
+        )
+        .await
+        .map_err(|e| anyhow!("{e}\nspeaker log:\n{}", process.log_tail()))
+    }
+
+    /// The `/metrics` text of this scenario's speaker on `node`.
+    pub async fn speaker_metrics(&self, node: &str, ports: SpeakerPorts) -> Result<String> {
+        let url = format!(
+            "http://{}:{}/metrics",
+            self.testbed.node(node)?.host.ip4,
+            ports.metrics
+        );
+        let out = self
+            .testbed
+            .exec(node, &["curl", "-sS", "--max-time", "5", &url])
+            .await?
+            .ok()?;
+        Ok(out.stdout)
+    }
+
+    /// Deletes every ServiceL2Status in the configuration namespace (an earlier run's speakers,
+    /// killed with SIGKILL, may have left some).
+    pub async fn clear_l2_statuses(&self) -> Result<()> {
+        l2_status_api(&self.kube, &self.config_namespace)
+            .delete_collection(&DeleteParams::default(), &ListParams::default())
+            .await
+            .context("deleting ServiceL2Status objects")?;
+        Ok(())
+    }
+
+    /// The ServiceL2Status objects in the configuration namespace about Service `name` of this
+    /// scenario (by their `metallb.io/service-name` / `-namespace` labels), by object name.
+    pub async fn l2_statuses(&self, name: &str) -> Result<Vec<L2Status>> {
+        let selector = format!(
+            "metallb.io/service-name={name},metallb.io/service-namespace={}",
+            self.namespace
+        );
+        let list = l2_status_api(&self.kube, &self.config_namespace)
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .context("listing ServiceL2Status objects")?;
+        let mut statuses: Vec<L2Status> = list
+            .items
+            .into_iter()
+            .map(|object| {
+                let status = &object.data["status"];
+                L2Status {
+                    name: object.metadata.name.clone().unwrap_or_default(),
+                    node_label: object
+                        .metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get("metallb.io/node").cloned()),
+                    node: status["node"].as_str().map(str::to_string),
+                    interfaces: status["interfaces"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|i| i["name"].as_str().map(str::to_string))
+                        .collect(),
+                }
+            })
+            .collect();
+        statuses.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(statuses)
+    }
+
+    /// Every ServiceL2Status in the configuration namespace labelled with `node`.
+    pub async fn l2_statuses_of_node(&self, node: &str) -> Result<Vec<String>> {
+        let list = l2_status_api(&self.kube, &self.config_namespace)
+            .list(&ListParams::default().labels(&format!("metallb.io/node={node}")))
+            .await
+            .context("listing ServiceL2Status objects")?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter_map(|o| o.metadata.name)
+            .collect())
+    }
+}
+
+/// The value of the sample of `name` whose labels include every `(label, value)` of `labels`,
+/// in Prometheus text; e.g. `metric_with_labels(text, "x", &[("ip", "1.2.3.4")])`.
+pub fn metric_with_labels(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        let (set, value) = if let Some(inner) = rest.strip_prefix('{') {
+            let (set, value) = inner.split_once('}')?;
+            (parse_labels(set), value)
+        } else if rest.starts_with(' ') {
+            (BTreeMap::new(), rest)
+        } else {
+            return None;
+        };
+        labels
+            .iter()
+            .all(|(k, v)| set.get(*k).map(String::as_str) == Some(*v))
+            .then(|| value.split_whitespace().next()?.parse().ok())
+            .flatten()
+    })
+}
+
+fn parse_labels(text: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut rest = text.trim();
+    while let Some((key, after)) = rest.split_once("=\"") {
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let mut end = after.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, escaped)) = chars.next() {
+                        value.push(if escaped == 'n' { '\n' } else { escaped });
+                    }
+                }
+                '"' => {
+                    end = i + 1;
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        labels.insert(key.trim().trim_start_matches(',').trim().to_string(), value);
+        rest = after[end..].trim_start_matches(',').trim();
+    }
+    labels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labelled_samples_are_found_by_a_subset_of_their_labels() {
+        let text = "# TYPE metallb_speaker_announced gauge\n\
+            metallb_speaker_announced{ip=\"198.51.100.220\",node=\"node-1\",protocol=\"layer2\",service=\"svc-x/web\"} 1\n\
+            metallb_layer2_responses_sent{ip=\"2001:db8:100::220\"} 7\n\
+            plain 3\n";
+        assert_eq!(
+            metric_with_labels(
+                text,
+                "metallb_speaker_announced",
+                &[("ip", "198.51.100.220"), ("node", "node-1")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            metric_with_labels(text, "metallb_speaker_announced", &[("node", "node-2")]),
+            None
+        );
+        assert_eq!(
+            metric_with_labels(
+                text,
+                "metallb_layer2_responses_sent",
+                &[("ip", "2001:db8:100::220")]
+            ),
+            Some(7.0)
+        );
+        assert_eq!(metric_with_labels(text, "plain", &[]), Some(3.0));
+        assert_eq!(metric_with_labels(text, "plai", &[]), None);
+    }
 }

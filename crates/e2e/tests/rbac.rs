@@ -1,14 +1,16 @@
-//! `deploy/rbac/controller.yaml` is enough: a controller holding only a token of that
-//! ServiceAccount allocates, writes status, pool counters, its ConfigurationState, Events and
-//! its Lease, and is never refused.
+//! The least-privilege RBAC in `deploy/rbac/` is enough: a controller holding only a token of
+//! its ServiceAccount allocates, writes status, pool counters, its ConfigurationState, Events
+//! and its Lease; speakers holding only theirs read the membership Secret, announce, write and
+//! delete ServiceL2Status objects and Events. Neither is ever refused.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, ensure};
+use ferrolb_api::v1beta1::ServiceL2Status;
 use ferrolb_e2e::Scenario;
 use ferrolb_testbed::{Family, wait_until};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -32,13 +34,17 @@ where
     Ok(())
 }
 
-#[tokio::test]
-async fn the_controller_needs_nothing_beyond_its_rbac() -> Result<()> {
-    let mut scenario = Scenario::new("rbac").await?;
+/// Applies `deploy/rbac/ROLE.yaml` in the scenario's config namespace and writes a kubeconfig
+/// holding only a token of its ServiceAccount `ferrolb-ROLE`; returns the kubeconfig's path.
+async fn restricted_kubeconfig(scenario: &Scenario, role: &str) -> Result<std::path::PathBuf> {
     let kube = scenario.kube.clone();
     let namespace = scenario.config_namespace.clone();
-    let text =
-        std::fs::read_to_string(scenario.testbed.repo().join("deploy/rbac/controller.yaml"))?;
+    let text = std::fs::read_to_string(
+        scenario
+            .testbed
+            .repo()
+            .join(format!("deploy/rbac/{role}.yaml")),
+    )?;
     let documents: Vec<Value> = serde_saphyr::from_multiple(&text)?;
     for mut document in documents.into_iter().filter(|d| !d.is_null()) {
         // The manifests name metallb-system; the scenario has its own namespace.
@@ -67,7 +73,7 @@ async fn the_controller_needs_nothing_beyond_its_rbac() -> Result<()> {
             }
             other => {
                 return Err(anyhow!(
-                    "unexpected kind {other} in deploy/rbac/controller.yaml"
+                    "unexpected kind {other} in deploy/rbac/{role}.yaml"
                 ));
             }
         }
@@ -75,7 +81,7 @@ async fn the_controller_needs_nothing_beyond_its_rbac() -> Result<()> {
 
     let token = Api::<ServiceAccount>::namespaced(kube.clone(), &namespace)
         .create_token_request(
-            "ferrolb-controller",
+            &format!("ferrolb-{role}"),
             &PostParams::default(),
             &TokenRequest {
                 spec: Some(TokenRequestSpec {
@@ -103,8 +109,17 @@ async fn the_controller_needs_nothing_beyond_its_rbac() -> Result<()> {
     let path = scenario
         .testbed
         .repo()
-        .join("target/testbed/kubeconfig-rbac-controller");
+        .join(format!("target/testbed/kubeconfig-rbac-{role}"));
     std::fs::write(&path, kubeconfig)?;
+    Ok(path)
+}
+
+#[tokio::test]
+async fn the_controller_needs_nothing_beyond_its_rbac() -> Result<()> {
+    let mut scenario = Scenario::new("rbac").await?;
+    let kube = scenario.kube.clone();
+    let namespace = scenario.config_namespace.clone();
+    let path = restricted_kubeconfig(&scenario, "controller").await?;
 
     scenario
         .apply(
@@ -194,6 +209,123 @@ spec:
         !log.to_lowercase().contains("forbidden"),
         "the controller was refused something:\n{log}"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn speakers_need_nothing_beyond_their_rbac() -> Result<()> {
+    let mut scenario = Scenario::new("rbac-speaker").await?;
+    let kube = scenario.kube.clone();
+    let namespace = scenario.config_namespace.clone();
+    let path = restricted_kubeconfig(&scenario, "speaker").await?;
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "memberlist"},
+        "stringData": {"secretkey": "rbac-test-key"},
+    }))?;
+    let secrets = Api::<Secret>::namespaced(kube.clone(), &namespace);
+    if secrets.get_opt("memberlist").await?.is_none() {
+        secrets.create(&PostParams::default(), &secret).await?;
+    }
+    scenario
+        .apply(
+            r#"
+apiVersion: metallb.io/v1beta1
+kind: IPAddressPool
+metadata: {name: lan}
+spec:
+  addresses: ["198.51.100.240/32"]
+---
+apiVersion: metallb.io/v1beta1
+kind: L2Advertisement
+metadata: {name: lan}
+"#,
+        )
+        .await?;
+    scenario.start_controller()?;
+    let pod = scenario.testbed.add_pod("rbac-speaker", "node-1").await?;
+    let spec = scenario.service("web", &[Family::V4]);
+    scenario.testbed.create_service(&kube, &spec).await?;
+    scenario
+        .testbed
+        .publish_endpoints(&kube, &spec, &[&pod])
+        .await?;
+    let class = scenario.class.clone().unwrap_or_default();
+    let nodes: Vec<(String, String)> = scenario
+        .testbed
+        .nodes
+        .iter()
+        .map(|n| (n.name.clone(), n.host.ip4.to_string()))
+        .collect();
+    let mut speakers = Vec::new();
+    for (node, ip) in &nodes {
+        let metrics = format!("{ip}:17991");
+        speakers.push(scenario.testbed.start_speaker_with_kubeconfig(
+            "rbac",
+            node,
+            &[
+                "--namespace",
+                &namespace,
+                "--lb-class",
+                &class,
+                "--metrics-address",
+                &metrics,
+                "--ml-bindport",
+                "17991",
+            ],
+            &path,
+        )?);
+    }
+    let statuses = Api::<ServiceL2Status>::namespaced(kube.clone(), &namespace);
+    let announcer = |exclude: Option<String>| {
+        let statuses = statuses.clone();
+        async move {
+            let list = statuses
+                .list(&Default::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let nodes: Vec<String> = list
+                .items
+                .iter()
+                .filter_map(|s| s.status.as_ref()?.node.clone())
+                .collect();
+            match nodes.as_slice() {
+                [node] if Some(node) != exclude.as_ref() => Ok(node.clone()),
+                other => Err(format!("ServiceL2Status nodes {other:?}")),
+            }
+        }
+    };
+    let first = wait_until(
+        "one ServiceL2Status names the announcing node",
+        Duration::from_secs(20),
+        || announcer(None),
+    )
+    .await?;
+    scenario
+        .wait_event("web", "nodeAssigned", &format!("\"{first}\""))
+        .await?;
+    // A graceful stop deletes the stopped node's object; the next node writes its own.
+    let index = nodes
+        .iter()
+        .position(|(name, _)| *name == first)
+        .ok_or_else(|| anyhow!("{first} is not a testbed node"))?;
+    speakers[index].terminate()?;
+    let second = wait_until(
+        "another node's ServiceL2Status, and the stopped node's gone",
+        Duration::from_secs(20),
+        || announcer(Some(first.clone())),
+    )
+    .await?;
+    ensure!(second != first);
+    for (speaker, (node, _)) in speakers.iter_mut().zip(&nodes) {
+        let log = std::fs::read_to_string(&speaker.log)?;
+        ensure!(
+            !log.to_lowercase().contains("forbidden"),
+            "the speaker on {node} was refused something:\n{log}"
+        );
+        if *node != first {
+            ensure!(speaker.running(), "the speaker on {node} stopped:\n{log}");
+        }
+    }
     Ok(())
 }
 

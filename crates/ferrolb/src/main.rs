@@ -82,6 +82,43 @@ struct SpeakerArgs {
     /// This node's name, as in its Node object (falls back to $NODE_NAME, then $METALLB_NODE_NAME).
     #[arg(long)]
     node_name: Option<String>,
+    /// Announce only Services with this spec.loadBalancerClass; without it, Services with none.
+    #[arg(long, env = "METALLB_LB_CLASS")]
+    lb_class: Option<String>,
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:7472")]
+    metrics_address: std::net::SocketAddr,
+    /// Address the membership binds and advertises (default: this Node's first InternalIP).
+    #[arg(long, env = "METALLB_ML_BIND_ADDR")]
+    ml_bindaddr: Option<std::net::IpAddr>,
+    /// UDP port of the membership.
+    #[arg(long, env = "METALLB_ML_BIND_PORT", default_value_t = 7946)]
+    ml_bindport: u16,
+    /// File with the membership's shared key (MetalLB mounts the `memberlist` Secret's
+    /// `secretkey` there); without it the Secret is read through the API.
+    #[arg(long, env = "METALLB_ML_SECRET_KEY_PATH")]
+    ml_secret_key_path: Option<std::path::PathBuf>,
+    /// Secret in --namespace whose `secretkey` is the membership's shared key.
+    #[arg(long, default_value = "memberlist")]
+    ml_secret_name: String,
+    /// Run without the membership: a node counts as having a live speaker while its Node is
+    /// Ready (slow failover, as MetalLB without memberlist).
+    #[arg(long)]
+    ml_disabled: bool,
+    /// Let nodes labelled node.kubernetes.io/exclude-from-external-load-balancers announce.
+    #[arg(long)]
+    ignore_exclude_lb: bool,
+    /// Interfaces never used unless an L2Advertisement names them (a regular expression over
+    /// interface names; default: MetalLB's list of container and tunnel interfaces).
+    #[arg(long)]
+    interface_exclude_regexp: Option<String>,
+    /// Re-send gratuitous ARP / unsolicited NA for every owned address this often (seconds;
+    /// 0: only on takeover), for switches that age out their tables.
+    #[arg(long, default_value_t = 0)]
+    l2_refresh_seconds: u64,
+    /// Log filter (tracing-subscriber's EnvFilter syntax).
+    #[arg(long, env = "FERROLB_LOG", default_value = "info")]
+    log_level: String,
 }
 
 /// Says which work brings a role, so that nobody mistakes a missing role for a broken one.
@@ -90,23 +127,96 @@ fn not_yet(role: &str, tracked_in: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn controller(args: ControllerArgs) -> ExitCode {
-    let filter = match tracing_subscriber::EnvFilter::try_new(&args.log_level) {
-        Ok(filter) => filter,
+/// Logs to stderr through `filter`; a bad filter is a usage error.
+fn init_logging(role: &str, filter: &str) -> Result<(), ExitCode> {
+    let parsed = match tracing_subscriber::EnvFilter::try_new(filter) {
+        Ok(parsed) => parsed,
         Err(err) => {
-            eprintln!(
-                "ferrolb controller: --log-level {:?}: {err}",
-                args.log_level
-            );
-            return ExitCode::from(2);
+            eprintln!("ferrolb {role}: --log-level {filter:?}: {err}");
+            return Err(ExitCode::from(2));
         }
     };
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(parsed)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    Ok(())
+}
+
+/// Runs a long-lived role to its end on a multi-threaded runtime.
+fn run_role<F>(role: &str, threads: Option<usize>, body: F) -> ExitCode
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = threads {
+        builder.worker_threads(threads);
+    }
+    let runtime = match builder.enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("ferrolb {role}: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(body) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn speaker(args: SpeakerArgs) -> ExitCode {
+    if let Err(code) = init_logging("speaker", &args.log_level) {
+        return code;
+    }
+    let Some(node_name) = args
+        .node_name
+        .or_else(|| std::env::var("NODE_NAME").ok())
+        .or_else(|| std::env::var("METALLB_NODE_NAME").ok())
+        .filter(|name| !name.is_empty())
+    else {
+        eprintln!(
+            "ferrolb speaker: give --node-name (or set NODE_NAME): the speaker must know which Node it runs on"
+        );
+        return ExitCode::from(2);
+    };
+    let mut responder = ferrolb_l2::ResponderOptions::default();
+    if let Some(pattern) = args.interface_exclude_regexp {
+        responder.exclude = vec![pattern];
+    }
+    responder.refresh = (args.l2_refresh_seconds > 0)
+        .then(|| std::time::Duration::from_secs(args.l2_refresh_seconds));
+    let options = ferrolb_speaker::Options {
+        namespace: args.cluster.namespace,
+        node_name,
+        lb_class: args.lb_class.filter(|c| !c.is_empty()),
+        metrics_address: args.metrics_address,
+        membership: ferrolb_speaker::MembershipOptions {
+            enabled: !args.ml_disabled,
+            bind_address: args.ml_bindaddr,
+            port: args.ml_bindport,
+            secret_key_path: args.ml_secret_key_path,
+            secret_name: args.ml_secret_name,
+        },
+        ignore_exclude_lb: args.ignore_exclude_lb,
+        responder,
+    };
+    // Two workers: the responder's receive tasks stay responsive while the API side works.
+    run_role("speaker", Some(2), async {
+        let client = kube::Client::try_default().await?;
+        ferrolb_speaker::run(client, options).await
+    })
+}
+
+fn controller(args: ControllerArgs) -> ExitCode {
+    if let Err(code) = init_logging("controller", &args.log_level) {
+        return code;
+    }
     let identity = args
         .identity
         .or_else(|| std::env::var("METALLB_POD_NAME").ok())
@@ -126,27 +236,10 @@ fn controller(args: ControllerArgs) -> ExitCode {
         lease_duration: std::time::Duration::from_secs(args.lease_duration),
         write_concurrency: args.write_concurrency,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("ferrolb controller: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
+    run_role("controller", None, async {
         let client = kube::Client::try_default().await?;
         ferrolb_controller::run(client, options).await
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!("{err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 /// `ferrolb status`: reads pools, ConfigurationStates, LoadBalancer Services, their
@@ -397,7 +490,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Controller(args) => controller(args),
-        Command::Speaker(_) => not_yet("speaker", "issues 5 and 6"),
+        Command::Speaker(args) => speaker(args),
         Command::Webhook(_) => not_yet("webhook", "no issue filed yet"),
         Command::Crds => {
             print!("{}", ferrolb_api::crds_yaml());

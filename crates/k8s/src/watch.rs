@@ -23,8 +23,16 @@ pub fn watch<K>(api: Api<K>) -> BoxStream<'static, Event<K>>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
+    watch_with(api, watcher::Config::default())
+}
+
+/// [`watch`] narrowed by the watcher's config, e.g. a label selector.
+pub fn watch_with<K>(api: Api<K>, config: watcher::Config) -> BoxStream<'static, Event<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
     let kind = K::kind(&()).to_string();
-    watcher::watcher(api, watcher::Config::default())
+    watcher::watcher(api, config)
         .default_backoff()
         .modify(|object| drop_unread_metadata(object.meta_mut()))
         .filter_map(move |event| {

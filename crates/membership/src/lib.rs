@@ -263,12 +263,13 @@ impl Membership {
 
     /// Counter snapshot.
     pub fn stats(&self) -> Stats {
-        Stats {
-            received: self.counters.received.load(Ordering::Relaxed),
-            rejected_unauthenticated: self.counters.rejected.load(Ordering::Relaxed),
-            malformed: self.counters.malformed.load(Ordering::Relaxed),
-            sent: self.counters.sent.load(Ordering::Relaxed),
-        }
+        read_stats(&self.counters)
+    }
+
+    /// A reader of the counters that outlives `self`, for a metrics endpoint.
+    pub fn stats_reader(&self) -> impl Fn() -> Stats + Send + Sync + 'static {
+        let counters = self.counters.clone();
+        move || read_stats(&counters)
     }
 
     /// Graceful shutdown: declares ourselves down to several peers at once (foca's
@@ -290,6 +291,15 @@ impl Drop for Membership {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+    }
+}
+
+fn read_stats(counters: &Counters) -> Stats {
+    Stats {
+        received: counters.received.load(Ordering::Relaxed),
+        rejected_unauthenticated: counters.rejected.load(Ordering::Relaxed),
+        malformed: counters.malformed.load(Ordering::Relaxed),
+        sent: counters.sent.load(Ordering::Relaxed),
     }
 }
 

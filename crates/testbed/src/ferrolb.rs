@@ -18,12 +18,12 @@ static STARTED: AtomicU32 = AtomicU32::new(0);
 
 /// A `ferrolb controller` process. Dropping it kills it (SIGKILL) and reaps it.
 #[derive(Debug)]
-pub struct ControllerProcess {
+pub struct ManagedProcess {
     child: Option<Child>,
     pub log: PathBuf,
 }
 
-impl ControllerProcess {
+impl ManagedProcess {
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
@@ -75,7 +75,7 @@ impl ControllerProcess {
     }
 }
 
-impl Drop for ControllerProcess {
+impl Drop for ManagedProcess {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -142,11 +142,46 @@ impl Testbed {
 
     /// Starts `ferrolb controller ARGS…` in the root namespace (which is on the LAN and
     /// reaches the apiserver), logging to `target/testbed/logs/controller-LABEL-N.log`.
-    pub fn start_controller(&self, label: &str, args: &[&str]) -> Result<ControllerProcess> {
+    pub fn start_controller(&self, label: &str, args: &[&str]) -> Result<ManagedProcess> {
         let binary = self.ferrolb_binary()?;
         let mut full = vec!["controller"];
         full.extend_from_slice(args);
         self.start_process(&format!("controller-{label}"), &binary, &full)
+    }
+
+    /// Starts `ferrolb speaker --node-name NODE ARGS…` inside the node's network namespace,
+    /// logging to `target/testbed/logs/speaker-LABEL-NODE-PID-N.log`. `ip netns exec` execs
+    /// the speaker, so the pid is the speaker's own.
+    pub fn start_speaker(&self, label: &str, node: &str, args: &[&str]) -> Result<ManagedProcess> {
+        self.start_speaker_with_kubeconfig(label, node, args, &self.kubeconfig()?)
+    }
+
+    /// As `start_speaker`, with another kubeconfig (a restricted user's, say).
+    pub fn start_speaker_with_kubeconfig(
+        &self,
+        label: &str,
+        node: &str,
+        args: &[&str],
+        kubeconfig: &std::path::Path,
+    ) -> Result<ManagedProcess> {
+        let binary = self.ferrolb_binary()?;
+        let binary = binary.to_string_lossy();
+        let mut full = vec![
+            "netns",
+            "exec",
+            node,
+            &*binary,
+            "speaker",
+            "--node-name",
+            node,
+        ];
+        full.extend_from_slice(args);
+        self.start_process_with_kubeconfig(
+            &format!("speaker-{label}-{node}"),
+            std::path::Path::new("ip"),
+            &full,
+            kubeconfig,
+        )
     }
 
     /// Starts any program with the testbed's KUBECONFIG in the root namespace, logging to
@@ -156,7 +191,7 @@ impl Testbed {
         label: &str,
         program: &std::path::Path,
         args: &[&str],
-    ) -> Result<ControllerProcess> {
+    ) -> Result<ManagedProcess> {
         self.start_process_with_kubeconfig(label, program, args, &self.kubeconfig()?)
     }
 
@@ -167,7 +202,7 @@ impl Testbed {
         program: &std::path::Path,
         args: &[&str],
         kubeconfig: &std::path::Path,
-    ) -> Result<ControllerProcess> {
+    ) -> Result<ManagedProcess> {
         let logs = self.repo().join("target/testbed/logs");
         std::fs::create_dir_all(&logs)?;
         let n = STARTED.fetch_add(1, Ordering::Relaxed);
@@ -183,7 +218,7 @@ impl Testbed {
             .stderr(file)
             .spawn()
             .map_err(|e| anyhow!("starting {}: {e}", program.display()))?;
-        Ok(ControllerProcess {
+        Ok(ManagedProcess {
             child: Some(child),
             log,
         })

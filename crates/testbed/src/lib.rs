@@ -13,6 +13,6 @@ mod wait;
 
 pub use env::{Host, Interface, Node, Testbed};
 pub use exec::CommandOutput;
-pub use ferrolb::ControllerProcess;
+pub use ferrolb::ManagedProcess;
 pub use objects::{Family, Pod, ServiceSpec};
 pub use wait::wait_until;

@@ -1,0 +1,734 @@
+//! The speaker process: metrics and health, the responder, the membership agent, the watches,
+//! and one loop that recomputes this node's share of the L2 plan whenever its inputs change.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use ferrolb_announce::{L2Plan, ServiceKey, Speakers, desired_l2};
+use ferrolb_api::v1beta1;
+use ferrolb_config::{Config, LastGood, Resources};
+use ferrolb_k8s::http::{self, Health};
+use ferrolb_k8s::store::{Change, Store};
+use ferrolb_k8s::watch::watch as watch_kind;
+use ferrolb_l2::{Responder, ResponderOptions};
+use ferrolb_membership::Membership;
+use futures::stream::{BoxStream, SelectAll};
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::watcher::Event as WatchEvent;
+use kube::{Api, Client, Resource};
+use prometheus_client::registry::Registry;
+use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, watch};
+
+use crate::local::{Local, local_part, newly_announced};
+use crate::metrics::{AnnouncedLabels, Layer2Counts, Metrics, Totals};
+use crate::status::{self, Desired, Wanted};
+use crate::view::{self, EndpointIndex};
+
+/// How the speakers learn which of them are alive.
+#[derive(Debug, Clone)]
+pub struct MembershipOptions {
+    /// Off: every Ready Node counts as having a live speaker (MetalLB's fallback).
+    pub enabled: bool,
+    /// The address to bind and advertise; default: this Node's first InternalIP.
+    pub bind_address: Option<IpAddr>,
+    pub port: u16,
+    /// A file holding the shared key (MetalLB mounts the `memberlist` Secret's `secretkey`);
+    /// without it the Secret is read through the API.
+    pub secret_key_path: Option<PathBuf>,
+    /// The Secret (in the speaker's namespace) whose `secretkey` is the shared key.
+    pub secret_name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where the metallb.io configuration and the ServiceL2Status objects live.
+    pub namespace: String,
+    pub node_name: String,
+    pub lb_class: Option<String>,
+    pub metrics_address: SocketAddr,
+    pub membership: MembershipOptions,
+    pub ignore_exclude_lb: bool,
+    pub responder: ResponderOptions,
+}
+
+/// Runs until SIGTERM / SIGINT. On the way out the speaker leaves the membership first, so
+/// the other speakers take its addresses over at once, then stops answering and deletes its
+/// ServiceL2Status objects.
+pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
+    let responder = Arc::new(
+        Responder::start(options.responder.clone())
+            .await
+            .context("starting the ARP/NDP responder (needs CAP_NET_RAW)")?,
+    );
+    let membership_stats: Arc<OnceLock<Box<dyn Fn() -> ferrolb_membership::Stats + Send + Sync>>> =
+        Arc::new(OnceLock::new());
+    let live_for_metrics: Arc<OnceLock<watch::Receiver<BTreeSet<String>>>> =
+        Arc::new(OnceLock::new());
+    let mut registry = Registry::default();
+    let metrics = {
+        let layer2 = {
+            let responder = responder.clone();
+            move || {
+                responder
+                    .ip_counters()
+                    .into_iter()
+                    .map(|(ip, counts)| {
+                        (
+                            ip,
+                            Layer2Counts {
+                                requests_received: counts.requests_received,
+                                responses_sent: counts.responses_sent,
+                                gratuitous_sent: counts.gratuitous_sent,
+                            },
+                        )
+                    })
+                    .collect()
+            }
+        };
+        let totals = {
+            let responder = responder.clone();
+            let stats = membership_stats.clone();
+            let live = live_for_metrics.clone();
+            move || {
+                let counters = responder.counters().snapshot();
+                let membership = stats.get().map(|read| read()).unwrap_or_default();
+                Totals {
+                    members_live: live.get().map_or(0, |live| live.borrow().len() as u64),
+                    membership_rejected: membership.rejected_unauthenticated,
+                    membership_received: membership.received,
+                    frames_received: counters.frames_received,
+                    invalid_frames: counters.invalid_frames,
+                    send_errors: counters.send_errors,
+                }
+            }
+        };
+        Arc::new(Metrics::register(
+            &mut registry,
+            Arc::new(layer2),
+            Arc::new(totals),
+        ))
+    };
+    let health = Arc::new(Health::default());
+    let listener = tokio::net::TcpListener::bind(options.metrics_address)
+        .await
+        .with_context(|| format!("listening on {} for metrics", options.metrics_address))?;
+    tokio::spawn(http::serve(listener, Arc::new(registry), health.clone()));
+
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+
+    let node = tokio::select! {
+        node = wait_for_node(&client, &options.node_name) => node?,
+        () = &mut shutdown => return Ok(()),
+    };
+    let (membership, live) = if options.membership.enabled {
+        match start_membership(&client, &options, &node).await {
+            Ok((membership, live)) => {
+                let _ = membership_stats.set(Box::new(membership.stats_reader()));
+                let _ = live_for_metrics.set(live.clone());
+                metrics.membership_enabled.set(1);
+                (Some(membership), Some(live))
+            }
+            Err(error) => {
+                tracing::error!(
+                    "membership disabled: {error:#}; falling back to Kubernetes Node state, so a dead node is noticed only when its Node turns NotReady"
+                );
+                (None, None)
+            }
+        }
+    } else {
+        tracing::info!("membership disabled by flag; live speakers are the Ready Nodes");
+        (None, None)
+    };
+
+    let (status_tx, status_rx) = watch::channel(Wanted::default());
+    tokio::spawn(status::run_status_writer(
+        client.clone(),
+        options.namespace.clone(),
+        options.node_name.clone(),
+        status_rx,
+    ));
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    tokio::spawn(publish_events(
+        Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "ferrolb-speaker".into(),
+                instance: Some(options.node_name.clone()),
+            },
+        ),
+        events_rx,
+    ));
+
+    let mut speaker = Speaker {
+        options: options.clone(),
+        responder: responder.clone(),
+        metrics,
+        stores: Stores::default(),
+        endpoints: EndpointIndex::default(),
+        last_good: LastGood::default(),
+        config: Config::default(),
+        live,
+        local: Local::default(),
+        plan: L2Plan::default(),
+        status_tx,
+        live_nodes: BTreeSet::new(),
+        events_tx,
+        unpooled_reported: BTreeSet::new(),
+    };
+    let outcome = tokio::select! {
+        result = speaker.run(&client, &health) => result,
+        () = &mut shutdown => Ok(()),
+    };
+    health.set_ready(false);
+    if let Some(membership) = membership {
+        tracing::info!("leaving the membership so that the other speakers take over at once");
+        membership.leave().await;
+    }
+    responder.set_owned(std::iter::empty());
+    match tokio::time::timeout(
+        Duration::from_secs(3),
+        status::delete_all(client, &options.namespace, &options.node_name),
+    )
+    .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "could not delete this node's ServiceL2Status objects")
+        }
+        Err(_) => tracing::warn!("deleting this node's ServiceL2Status objects timed out"),
+    }
+    outcome
+}
+
+async fn wait_for_node(client: &Client, name: &str) -> anyhow::Result<Node> {
+    let api: Api<Node> = Api::all(client.clone());
+    let mut warned = false;
+    loop {
+        match api.get_opt(name).await {
+            Ok(Some(node)) => return Ok(node),
+            Ok(None) => {
+                if !warned {
+                    tracing::warn!(
+                        node = name,
+                        "no Node object of this name yet; waiting (is --node-name right?)"
+                    );
+                    warned = true;
+                }
+            }
+            Err(kube::Error::Api(status)) if status.code == 403 => {
+                bail!("not allowed to read Node {name}: {}", status.message)
+            }
+            Err(error) => tracing::warn!(%error, "reading this speaker's Node; retrying"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn start_membership(
+    client: &Client,
+    options: &Options,
+    node: &Node,
+) -> anyhow::Result<(Membership, watch::Receiver<BTreeSet<String>>)> {
+    let ml = &options.membership;
+    let key = match &ml.secret_key_path {
+        Some(path) => std::fs::read(path)
+            .with_context(|| format!("reading the membership key from {}", path.display()))?,
+        None => {
+            let secrets: Api<Secret> = Api::namespaced(client.clone(), &options.namespace);
+            let secret = secrets
+                .get_opt(&ml.secret_name)
+                .await
+                .with_context(|| format!("reading Secret {}/{}", options.namespace, ml.secret_name))?
+                .with_context(|| {
+                    format!(
+                        "no Secret {}/{} (create it as MetalLB's: kubectl -n {} create secret generic {} --from-literal=secretkey=\"$(openssl rand -base64 128)\")",
+                        options.namespace, ml.secret_name, options.namespace, ml.secret_name
+                    )
+                })?;
+            secret
+                .data
+                .and_then(|mut data| data.remove("secretkey"))
+                .map(|bytes| bytes.0)
+                .with_context(|| {
+                    format!(
+                        "Secret {}/{} has no key `secretkey`",
+                        options.namespace, ml.secret_name
+                    )
+                })?
+        }
+    };
+    let key = trim_key(key);
+    let own_ips = view::internal_ips(node);
+    let bind_ip = match ml.bind_address {
+        Some(ip) => ip,
+        None => *own_ips.first().with_context(|| {
+            format!(
+                "Node {} has no InternalIP to bind the membership to; give --ml-bindaddr",
+                options.node_name
+            )
+        })?,
+    };
+    let nodes: Api<Node> = Api::all(client.clone());
+    let seeds: Vec<SocketAddr> = nodes
+        .list(&Default::default())
+        .await
+        .context("listing Nodes to find the other speakers")?
+        .items
+        .iter()
+        .filter(|other| other.metadata.name.as_deref() != Some(options.node_name.as_str()))
+        .filter_map(|other| {
+            view::internal_ips(other)
+                .into_iter()
+                .find(|ip| ip.is_ipv4() == bind_ip.is_ipv4())
+        })
+        .map(|ip| SocketAddr::new(ip, ml.port))
+        .collect();
+    let config = ferrolb_membership::Config {
+        node_name: options.node_name.clone(),
+        advertise: None,
+        bind: SocketAddr::new(bind_ip, ml.port),
+        key,
+        seeds: seeds.clone(),
+        tuning: ferrolb_membership::Tuning::default(),
+    };
+    let (membership, mut live) = Membership::start(config)
+        .await
+        .context("starting the membership")?;
+    tracing::info!(bind = %membership.local_addr(), seeds = seeds.len(), "membership started");
+    if !seeds.is_empty() {
+        settle(&mut live).await;
+    }
+    Ok((membership, live))
+}
+
+/// A key file or Secret value often ends in a newline that the other speakers' copy lacks.
+fn trim_key(mut key: Vec<u8>) -> Vec<u8> {
+    while key.last().is_some_and(|b| b.is_ascii_whitespace()) {
+        key.pop();
+    }
+    key
+}
+
+/// Waits until this speaker has met the others and the view has been still for a moment, so
+/// that a starting speaker does not take over addresses others hold because it sees only
+/// itself. Gives up after a few seconds: alone in the cluster is a valid answer.
+async fn settle(live: &mut watch::Receiver<BTreeSet<String>>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let quiet = Duration::from_millis(400);
+    loop {
+        let met = live.borrow_and_update().len() > 1;
+        let wait = if met {
+            quiet
+        } else {
+            deadline.saturating_duration_since(tokio::time::Instant::now())
+        };
+        match tokio::time::timeout(wait, live.changed()).await {
+            Ok(Ok(())) if tokio::time::Instant::now() < deadline => continue,
+            _ => break,
+        }
+    }
+    tracing::info!(live = ?*live.borrow(), "membership settled");
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}
+
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one event at a time passes through; boxing would allocate for every event"
+)]
+enum Input {
+    Service(WatchEvent<Service>),
+    Slice(WatchEvent<EndpointSlice>),
+    Node(WatchEvent<Node>),
+    Pool(WatchEvent<v1beta1::IPAddressPool>),
+    L2(WatchEvent<v1beta1::L2Advertisement>),
+}
+
+#[derive(Default)]
+struct Stores {
+    services: Store<Service>,
+    slices: Store<EndpointSlice>,
+    nodes: Store<Node>,
+    pools: Store<v1beta1::IPAddressPool>,
+    l2: Store<v1beta1::L2Advertisement>,
+}
+
+impl Stores {
+    fn synced(&self) -> bool {
+        self.services.synced()
+            && self.slices.synced()
+            && self.nodes.synced()
+            && self.pools.synced()
+            && self.l2.synced()
+    }
+}
+
+struct Speaker {
+    options: Options,
+    responder: Arc<Responder>,
+    metrics: Arc<Metrics>,
+    stores: Stores,
+    endpoints: EndpointIndex,
+    last_good: LastGood,
+    config: Config,
+    live: Option<watch::Receiver<BTreeSet<String>>>,
+    local: Local,
+    plan: L2Plan,
+    status_tx: watch::Sender<Wanted>,
+    /// The nodes counted as having a live speaker in the last plan.
+    live_nodes: BTreeSet<String>,
+    events_tx: mpsc::UnboundedSender<(ObjectReference, String)>,
+    unpooled_reported: BTreeSet<(ServiceKey, IpAddr)>,
+}
+
+impl Speaker {
+    fn watches(&self, client: &Client) -> SelectAll<BoxStream<'static, Input>> {
+        let ns = &self.options.namespace;
+        let mut all = SelectAll::new();
+        all.push(watch(Api::<Service>::all(client.clone()), |event| {
+            Input::Service(map_event(event, view::slim_service))
+        }));
+        all.push(watch(Api::<EndpointSlice>::all(client.clone()), |event| {
+            Input::Slice(map_event(event, view::slim_slice))
+        }));
+        all.push(watch(Api::<Node>::all(client.clone()), |event| {
+            Input::Node(map_event(event, view::slim_node))
+        }));
+        all.push(watch(Api::namespaced(client.clone(), ns), Input::Pool));
+        all.push(watch(Api::namespaced(client.clone(), ns), Input::L2));
+        all
+    }
+
+    async fn run(&mut self, client: &Client, health: &Health) -> anyhow::Result<()> {
+        let mut inputs = self.watches(client);
+        while !self.stores.synced() {
+            let input = inputs.next().await.context("the watches ended")?;
+            self.apply(input);
+        }
+        let mut links = self.responder.link_changes();
+        let mut live = self.live.clone();
+        self.reconfigure();
+        self.decide();
+        health.set_ready(true);
+        tracing::info!(
+            node = %self.options.node_name,
+            owned = self.local.owned.len(),
+            "speaker ready"
+        );
+        loop {
+            let mut dirty = false;
+            let mut config_dirty = false;
+            tokio::select! {
+                input = inputs.next() => {
+                    let input = input.context("the watches ended")?;
+                    config_dirty |= matches!(input, Input::Pool(_) | Input::L2(_));
+                    dirty |= self.apply(input);
+                }
+                changed = async {
+                    match live.as_mut() {
+                        Some(live) => live.changed().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if changed.is_err() {
+                        bail!("the membership agent stopped");
+                    }
+                    if let Some(live) = live.as_mut() {
+                        tracing::info!(live = ?*live.borrow_and_update(), "live speakers changed");
+                    }
+                    dirty = true;
+                }
+                changed = links.changed() => {
+                    if changed.is_err() {
+                        bail!("the responder stopped following interfaces");
+                    }
+                    self.publish_statuses();
+                }
+            }
+            // Take every event already waiting before deciding, so that a burst is one plan.
+            for _ in 0..10_000 {
+                match inputs.next().now_or_never() {
+                    Some(Some(input)) => {
+                        config_dirty |= matches!(input, Input::Pool(_) | Input::L2(_));
+                        dirty |= self.apply(input);
+                    }
+                    Some(None) => bail!("the watches ended"),
+                    None => break,
+                }
+            }
+            if config_dirty {
+                self.reconfigure();
+            }
+            if dirty || config_dirty {
+                self.decide();
+            }
+        }
+    }
+
+    /// Takes in one watch event; whether it can change the plan.
+    fn apply(&mut self, input: Input) -> bool {
+        self.metrics.updates.inc();
+        match input {
+            Input::Service(event) => !self.stores.services.apply(event).is_empty(),
+            Input::Slice(event) => {
+                let changes = self.stores.slices.apply(event);
+                for change in &changes {
+                    match change {
+                        Change::Upserted(slice) => {
+                            self.endpoints.upsert(slice);
+                        }
+                        Change::Deleted(slice) => {
+                            self.endpoints.remove(slice);
+                        }
+                    }
+                }
+                !changes.is_empty()
+            }
+            Input::Node(event) => !self.stores.nodes.apply(event).is_empty(),
+            Input::Pool(event) => !self.stores.pools.apply(event).is_empty(),
+            Input::L2(event) => !self.stores.l2.apply(event).is_empty(),
+        }
+    }
+
+    fn reconfigure(&mut self) {
+        let resources = Resources {
+            pools: self.stores.pools.iter().cloned().collect(),
+            l2_advertisements: self.stores.l2.iter().cloned().collect(),
+            ..Resources::default()
+        };
+        let served = self.last_good.build(&resources, &BTreeSet::new());
+        for error in &served.built.errors {
+            tracing::warn!(%error, "configuration error; the object is not served as written");
+        }
+        for stale in &served.stale {
+            tracing::warn!(kind = stale.kind, name = %stale.name, "serving the last valid version of this object");
+        }
+        self.metrics.config_loaded.set(1);
+        self.metrics
+            .config_stale
+            .set(i64::from(!served.stale.is_empty()));
+        self.config = served.built.config;
+    }
+
+    /// Recomputes the plan and brings the responder, the statuses, the Events and the
+    /// metrics in line with this node's part of it.
+    fn decide(&mut self) {
+        let lb_class = self.options.lb_class.as_deref();
+        let mut services = Vec::new();
+        let mut unpooled_now = BTreeSet::new();
+        for service in self.stores.services.iter() {
+            if !view::is_served(service, lb_class) {
+                continue;
+            }
+            let key = ServiceKey::new(
+                service.metadata.namespace.clone().unwrap_or_default(),
+                service.metadata.name.clone().unwrap_or_default(),
+            );
+            let (service, unpooled) =
+                view::service_view(service, self.endpoints.endpoints(&key), &self.config.pools);
+            for ip in unpooled {
+                unpooled_now.insert((ip.service, ip.ip));
+            }
+            services.push(service);
+        }
+        for (service, ip) in unpooled_now.difference(&self.unpooled_reported) {
+            tracing::warn!(%service, %ip, "no served IPAddressPool holds this address; not announcing it");
+        }
+        self.unpooled_reported = unpooled_now;
+        let nodes: Vec<_> = self.stores.nodes.iter().map(view::node_view).collect();
+        let speakers = match &self.live {
+            Some(live) => Speakers::Live(live.borrow().clone()),
+            None => Speakers::MembershipDisabled,
+        };
+        self.live_nodes = match &speakers {
+            Speakers::Live(live) => live.clone(),
+            Speakers::MembershipDisabled => nodes
+                .iter()
+                .filter(|n| n.ready)
+                .map(|n| n.name.clone())
+                .collect(),
+        };
+        let plan = desired_l2(
+            &services,
+            &nodes,
+            &self.config.l2_advertisements,
+            &speakers,
+            &ferrolb_announce::Options {
+                ignore_exclude_lb: self.options.ignore_exclude_lb,
+            },
+        );
+        let me = self.options.node_name.as_str();
+        let local = local_part(&plan, me);
+        self.responder.set_owned(local.owned.clone());
+        for ip in local.owned.keys() {
+            if !self.local.owned.contains_key(ip) {
+                tracing::info!(%ip, "announcing");
+            }
+        }
+        for ip in self.local.owned.keys() {
+            if !local.owned.contains_key(ip) {
+                match plan.owner(*ip) {
+                    Some(node) => {
+                        tracing::info!(%ip, to = node, "no longer announcing; another node does")
+                    }
+                    None => {
+                        let reason = plan.withheld.iter().find(|w| w.ip == *ip).map_or_else(
+                            || "the address is gone".to_owned(),
+                            |w| w.reason.to_string(),
+                        );
+                        tracing::info!(%ip, %reason, "no longer announcing")
+                    }
+                }
+            }
+        }
+        for key in newly_announced(&self.local, &local) {
+            if let Some(service) = self
+                .stores
+                .services
+                .get(&format!("{}/{}", key.namespace, key.name))
+            {
+                let _ = self.events_tx.send((
+                    reference(service),
+                    format!("announcing from node \"{me}\" with protocol \"layer2\""),
+                ));
+            }
+        }
+        let announced: BTreeSet<AnnouncedLabels> = local
+            .services
+            .iter()
+            .flat_map(|(key, ips)| {
+                ips.iter().map(move |ip| AnnouncedLabels {
+                    ip: ip.to_string(),
+                    node: me.to_owned(),
+                    protocol: "layer2".into(),
+                    service: key.to_string(),
+                })
+            })
+            .collect();
+        self.metrics.set_announced(announced);
+        self.metrics
+            .owned_addresses
+            .set(i64::try_from(local.owned.len()).unwrap_or(i64::MAX));
+        self.local = local;
+        self.plan = plan;
+        self.publish_statuses();
+    }
+
+    /// Hands the status writer what this node's ServiceL2Status objects should say now.
+    fn publish_statuses(&self) {
+        let services: Desired = self
+            .local
+            .services
+            .iter()
+            .map(|(key, ips)| {
+                let interfaces: BTreeSet<String> = ips
+                    .iter()
+                    .flat_map(|ip| self.responder.interfaces_for(*ip))
+                    .collect();
+                (key.clone(), interfaces)
+            })
+            .collect();
+        let desired = Wanted {
+            services,
+            live: self.live_nodes.clone(),
+        };
+        self.status_tx.send_if_modified(|current| {
+            if *current == desired {
+                false
+            } else {
+                *current = desired;
+                true
+            }
+        });
+    }
+}
+
+/// Publishes `nodeAssigned` Events one after another, so a burst does not open a connection
+/// per Event.
+async fn publish_events(
+    recorder: Recorder,
+    mut events: mpsc::UnboundedReceiver<(ObjectReference, String)>,
+) {
+    while let Some((reference, note)) = events.recv().await {
+        let event = KubeEvent {
+            type_: EventType::Normal,
+            reason: "nodeAssigned".into(),
+            note: Some(note),
+            action: "Announcing".into(),
+            secondary: None,
+        };
+        if let Err(error) = recorder.publish(&event, &reference).await {
+            tracing::warn!(object = ?reference.name, %error, "could not publish an Event");
+        }
+    }
+}
+
+fn map_event<K>(event: WatchEvent<K>, slim: fn(&mut K)) -> WatchEvent<K> {
+    match event {
+        WatchEvent::Apply(mut object) => {
+            slim(&mut object);
+            WatchEvent::Apply(object)
+        }
+        WatchEvent::InitApply(mut object) => {
+            slim(&mut object);
+            WatchEvent::InitApply(object)
+        }
+        other => other,
+    }
+}
+
+fn watch<K, F>(api: Api<K>, wrap: F) -> BoxStream<'static, Input>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    F: Fn(WatchEvent<K>) -> Input + Send + 'static,
+{
+    watch_kind(api).map(wrap).boxed()
+}
+
+fn reference<K: Resource<DynamicType = ()>>(object: &K) -> ObjectReference {
+    let meta = object.meta();
+    ObjectReference {
+        api_version: Some(K::api_version(&()).to_string()),
+        kind: Some(K::kind(&()).to_string()),
+        name: meta.name.clone(),
+        namespace: meta.namespace.clone(),
+        uid: meta.uid.clone(),
+        resource_version: meta.resource_version.clone(),
+        ..ObjectReference::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::trim_key;
+
+    #[test]
+    fn a_trailing_newline_is_not_part_of_the_key() {
+        assert_eq!(trim_key(b"secret\n".to_vec()), b"secret");
+        assert_eq!(trim_key(b"se cret \r\n".to_vec()), b"se cret");
+        assert_eq!(trim_key(b"\n".to_vec()), b"");
+    }
+}

@@ -1,0 +1,441 @@
+//! ServiceL2Status objects: one per Service this node announces, naming the node and the
+//! interfaces it answers on, in the speaker's namespace (MetalLB's layout: labels
+//! `metallb.io/node`, `metallb.io/service-name`, `metallb.io/service-namespace`; the facts in
+//! `.status`). Which objects to create, change and delete is a pure diff ([`status_ops`]);
+//! [`run_status_writer`] carries it out against its own watch of the namespace's objects.
+//!
+//! A node that dies cannot delete its objects; the node that takes a Service over deletes
+//! the dead node's object for it (only nodes the membership no longer sees alive, so two live
+//! speakers with briefly different views never delete each other's objects).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use ferrolb_announce::ServiceKey;
+use ferrolb_api::v1beta1::{InterfaceInfo, ServiceL2Status, ServiceL2StatusStatus};
+use ferrolb_k8s::store::Store;
+use futures::StreamExt;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+pub const NODE_LABEL: &str = "metallb.io/node";
+pub const SERVICE_NAME_LABEL: &str = "metallb.io/service-name";
+pub const SERVICE_NAMESPACE_LABEL: &str = "metallb.io/service-namespace";
+
+/// What this node's ServiceL2Status objects should say: per announced Service, the interfaces.
+pub type Desired = BTreeMap<ServiceKey, BTreeSet<String>>;
+
+/// What the writer works towards: this node's objects, and which nodes are alive.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Wanted {
+    pub services: Desired,
+    pub live: BTreeSet<String>,
+}
+
+/// A ServiceL2Status of this node as found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub name: String,
+    /// From its `metallb.io/node` label.
+    pub node: Option<String>,
+    /// From its labels; `None` when they are missing (not ours to keep).
+    pub service: Option<ServiceKey>,
+    pub interfaces: BTreeSet<String>,
+    /// `.status.node` is set (a created object whose status was never written is not).
+    pub has_status: bool,
+}
+
+/// One write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Create {
+        name: String,
+        service: ServiceKey,
+        interfaces: BTreeSet<String>,
+    },
+    /// Writes `.status` of an existing object.
+    Update {
+        name: String,
+        service: ServiceKey,
+        interfaces: BTreeSet<String>,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+/// The object name for `service` announced from `node`: fixed, so that a create that raced a
+/// restart finds its object instead of making a second one.
+pub fn object_name(node: &str, service: &ServiceKey) -> String {
+    let digest = Sha256::digest(format!("{node}\0{}\0{}", service.namespace, service.name));
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("l2-{hex}")
+}
+
+/// The writes that turn `found` into `wanted`. Objects of this node for Services no longer
+/// announced here and duplicates (say, MetalLB's generated names) are deleted, and so are the
+/// objects of dead nodes for Services this node announces now.
+pub fn status_ops(node: &str, wanted: &Wanted, found: &[Found]) -> Vec<Op> {
+    let desired = &wanted.services;
+    let (found, others): (Vec<&Found>, Vec<&Found>) =
+        found.iter().partition(|f| f.node.as_deref() == Some(node));
+    let by_name: BTreeMap<&str, &Found> = found.iter().map(|f| (f.name.as_str(), *f)).collect();
+    let wanted_live = &wanted.live;
+    let mut ops = Vec::new();
+    let mut wanted = BTreeSet::new();
+    for (service, interfaces) in desired {
+        let name = object_name(node, service);
+        match by_name.get(name.as_str()) {
+            None => ops.push(Op::Create {
+                name: name.clone(),
+                service: service.clone(),
+                interfaces: interfaces.clone(),
+            }),
+            Some(found)
+                if !found.has_status
+                    || &found.interfaces != interfaces
+                    || found.service.as_ref() != Some(service) =>
+            {
+                ops.push(Op::Update {
+                    name: name.clone(),
+                    service: service.clone(),
+                    interfaces: interfaces.clone(),
+                })
+            }
+            Some(_) => {}
+        }
+        wanted.insert(name);
+    }
+    for found in found {
+        if !wanted.contains(&found.name) {
+            ops.push(Op::Delete {
+                name: found.name.clone(),
+            });
+        }
+    }
+    for other in others {
+        let dead = other
+            .node
+            .as_ref()
+            .is_some_and(|n| !wanted_live.contains(n));
+        if dead
+            && other
+                .service
+                .as_ref()
+                .is_some_and(|s| desired.contains_key(s))
+        {
+            ops.push(Op::Delete {
+                name: other.name.clone(),
+            });
+        }
+    }
+    ops
+}
+
+fn found(object: &ServiceL2Status) -> Found {
+    let labels = object.metadata.labels.clone().unwrap_or_default();
+    let service = match (
+        labels.get(SERVICE_NAMESPACE_LABEL),
+        labels.get(SERVICE_NAME_LABEL),
+    ) {
+        (Some(namespace), Some(name)) => Some(ServiceKey::new(namespace.as_str(), name.as_str())),
+        _ => None,
+    };
+    let status = object.status.clone().unwrap_or_default();
+    Found {
+        name: object.metadata.name.clone().unwrap_or_default(),
+        node: labels.get(NODE_LABEL).cloned(),
+        service,
+        interfaces: status
+            .interfaces
+            .into_iter()
+            .filter_map(|i| i.name)
+            .collect(),
+        has_status: status.node.is_some(),
+    }
+}
+
+/// Keeps this node's ServiceL2Status objects equal to the latest `desired`, until the sender
+/// goes. Failed writes are retried after a second; a write's result is taken as found at once,
+/// so nothing is written twice while the watch catches up.
+pub async fn run_status_writer(
+    client: Client,
+    namespace: String,
+    node: String,
+    mut desired: watch::Receiver<Wanted>,
+) {
+    let api: Api<ServiceL2Status> = Api::namespaced(client, &namespace);
+    let mut events =
+        ferrolb_k8s::watch::watch_with(api.clone(), watcher::Config::default().labels(NODE_LABEL));
+    let mut store: Store<ServiceL2Status> = Store::default();
+    let mut retry_at: Option<tokio::time::Instant> = None;
+    loop {
+        let retry = async {
+            match retry_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            event = events.next() => match event {
+                Some(event) => { store.apply(event); }
+                None => return,
+            },
+            changed = desired.changed() => if changed.is_err() { return },
+            () = retry => retry_at = None,
+        }
+        if !store.synced() || retry_at.is_some() {
+            continue;
+        }
+        let wanted = desired.borrow_and_update().clone();
+        let found: Vec<Found> = store.iter().map(found).collect();
+        for op in status_ops(&node, &wanted, &found) {
+            match apply(&api, &node, &op).await {
+                Ok(Some(object)) => store.offer(object),
+                Ok(None) => {
+                    if let Op::Delete { name } = &op
+                        && let Some(object) = store.get(&format!("{namespace}/{name}")).cloned()
+                    {
+                        store.apply(Event::Delete(object));
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(?op, %error, "writing a ServiceL2Status failed; retrying in 1 s");
+                    retry_at = Some(tokio::time::Instant::now() + Duration::from_secs(1));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Deletes every ServiceL2Status of `node`: on a graceful stop, the node announces nothing.
+pub async fn delete_all(client: Client, namespace: &str, node: &str) -> kube::Result<()> {
+    let api: Api<ServiceL2Status> = Api::namespaced(client, namespace);
+    let selector = format!("{NODE_LABEL}={node}");
+    api.delete_collection(
+        &DeleteParams::default(),
+        &kube::api::ListParams::default().labels(&selector),
+    )
+    .await
+    .map(|_| ())
+}
+
+async fn apply(
+    api: &Api<ServiceL2Status>,
+    node: &str,
+    op: &Op,
+) -> kube::Result<Option<ServiceL2Status>> {
+    match op {
+        Op::Create {
+            name,
+            service,
+            interfaces,
+        } => {
+            let object: ServiceL2Status = serde_json::from_value(serde_json::json!({
+                "apiVersion": "metallb.io/v1beta1",
+                "kind": "ServiceL2Status",
+                "metadata": {
+                    "name": name,
+                    "labels": {
+                        NODE_LABEL: node,
+                        SERVICE_NAME_LABEL: service.name,
+                        SERVICE_NAMESPACE_LABEL: service.namespace,
+                    },
+                },
+            }))
+            .map_err(kube::Error::SerdeError)?;
+            match api.create(&PostParams::default(), &object).await {
+                Ok(_) => {}
+                // Made before a restart: its status is written below all the same.
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(error) => return Err(error),
+            }
+            write_status(api, node, name, service, interfaces)
+                .await
+                .map(Some)
+        }
+        Op::Update {
+            name,
+            service,
+            interfaces,
+        } => write_status(api, node, name, service, interfaces)
+            .await
+            .map(Some),
+        Op::Delete { name } => match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => Ok(None),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+            Err(error) => Err(error),
+        },
+    }
+}
+
+async fn write_status(
+    api: &Api<ServiceL2Status>,
+    node: &str,
+    name: &str,
+    service: &ServiceKey,
+    interfaces: &BTreeSet<String>,
+) -> kube::Result<ServiceL2Status> {
+    let status = ServiceL2StatusStatus {
+        node: Some(node.to_owned()),
+        service_name: Some(service.name.clone()),
+        service_namespace: Some(service.namespace.clone()),
+        interfaces: interfaces
+            .iter()
+            .map(|name| InterfaceInfo {
+                name: Some(name.clone()),
+            })
+            .collect(),
+    };
+    let patch = serde_json::json!({ "status": status });
+    let mut written = api
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    ferrolb_k8s::watch::drop_unread_metadata(&mut written.metadata);
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> ServiceKey {
+        ServiceKey::new("shop", name)
+    }
+
+    fn names(list: &[&str]) -> BTreeSet<String> {
+        list.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_new_announcer_deletes_a_dead_nodes_object_and_nothing_else() {
+        let object = |node: &str, service: &str| Found {
+            name: object_name(node, &key(service)),
+            node: Some(node.into()),
+            service: Some(key(service)),
+            interfaces: names(&["eth0"]),
+            has_status: true,
+        };
+        let wanted = Wanted {
+            services: BTreeMap::from([(key("web"), names(&["eth0"]))]),
+            live: names(&["node-1", "node-2"]),
+        };
+        let found = vec![
+            object("node-1", "web"),
+            // Dead, and for a Service node-1 announces now: node-1 cleans it up.
+            object("node-3", "web"),
+            // Alive: its own speaker deals with it, even if the views differ for a moment.
+            object("node-2", "web"),
+            // Dead, but for a Service node-1 does not announce: whoever does cleans it up.
+            object("node-3", "api"),
+        ];
+        assert_eq!(
+            status_ops("node-1", &wanted, &found),
+            [Op::Delete {
+                name: object_name("node-3", &key("web"))
+            }]
+        );
+    }
+
+    #[test]
+    fn names_are_fixed_per_node_and_service_and_valid() {
+        let a = object_name("node-1", &key("web"));
+        assert_eq!(a, object_name("node-1", &key("web")));
+        assert_ne!(a, object_name("node-2", &key("web")));
+        assert_ne!(a, object_name("node-1", &key("api")));
+        // "shop/we" + "b" must not collide with "shop/w" + "eb".
+        assert_ne!(
+            object_name("node-1", &ServiceKey::new("a", "bc")),
+            object_name("node-1", &ServiceKey::new("ab", "c"))
+        );
+        assert_eq!(a.len(), 19);
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        );
+    }
+
+    #[test]
+    fn creates_updates_and_deletes_to_match() {
+        let node = "node-1";
+        let desired: Desired = BTreeMap::from([
+            (key("new"), names(&["eth0"])),
+            (key("same"), names(&["eth0"])),
+            (key("moved"), names(&["eth0", "eth1"])),
+            (key("unwritten"), names(&["eth0"])),
+        ]);
+        let found = |service: &str, interfaces: &[&str], has_status: bool| Found {
+            name: object_name(node, &key(service)),
+            node: Some(node.into()),
+            service: Some(key(service)),
+            interfaces: names(interfaces),
+            has_status,
+        };
+        let existing = vec![
+            found("same", &["eth0"], true),
+            found("moved", &["eth0"], true),
+            found("unwritten", &[], false),
+            found("gone", &["eth0"], true),
+            Found {
+                name: "l2-metallb-made".into(),
+                node: Some(node.into()),
+                service: Some(key("same")),
+                interfaces: names(&["eth0"]),
+                has_status: true,
+            },
+        ];
+        let wanted = Wanted {
+            services: desired.clone(),
+            live: names(&[node]),
+        };
+        let ops = status_ops(node, &wanted, &existing);
+        assert_eq!(
+            ops,
+            [
+                Op::Update {
+                    name: object_name(node, &key("moved")),
+                    service: key("moved"),
+                    interfaces: names(&["eth0", "eth1"]),
+                },
+                Op::Create {
+                    name: object_name(node, &key("new")),
+                    service: key("new"),
+                    interfaces: names(&["eth0"]),
+                },
+                Op::Update {
+                    name: object_name(node, &key("unwritten")),
+                    service: key("unwritten"),
+                    interfaces: names(&["eth0"]),
+                },
+                Op::Delete {
+                    name: object_name(node, &key("gone"))
+                },
+                Op::Delete {
+                    name: "l2-metallb-made".into()
+                },
+            ]
+        );
+        let settled: Vec<Found> = desired
+            .iter()
+            .map(|(service, interfaces)| Found {
+                name: object_name(node, service),
+                node: Some(node.into()),
+                service: Some(service.clone()),
+                interfaces: interfaces.clone(),
+                has_status: true,
+            })
+            .collect();
+        assert!(status_ops(node, &wanted, &settled).is_empty());
+        let everything_gone = status_ops(node, &Wanted::default(), &settled);
+        assert_eq!(everything_gone.len(), 4);
+        assert!(
+            everything_gone
+                .iter()
+                .all(|op| matches!(op, Op::Delete { .. }))
+        );
+    }
+}
