@@ -382,6 +382,8 @@ pub struct L2Status {
     pub node: Option<String>,
     /// `.status.interfaces[].name`.
     pub interfaces: Vec<String>,
+    /// `metadata.creationTimestamp` (RFC 3339, whole seconds), to tell a re-created object.
+    pub created: Option<String>,
 }
 
 fn l2_status_api(kube: &kube::Client, namespace: &str) -> Api<DynamicObject> {
@@ -562,6 +564,11 @@ impl Scenario {
                         .flatten()
                         .filter_map(|i| i["name"].as_str().map(str::to_string))
                         .collect(),
+                    created: object
+                        .metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .map(|t| t.0.to_string()),
                 }
             })
             .collect();

@@ -1,7 +1,7 @@
 //! The speaker process: metrics and health, the responder, the membership agent, the watches,
 //! and one loop that recomputes this node's share of the L2 plan whenever its inputs change.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -14,7 +14,7 @@ use ferrolb_config::{Config, LastGood, Resources};
 use ferrolb_k8s::http::{self, Health};
 use ferrolb_k8s::store::{Change, Store};
 use ferrolb_k8s::watch::watch as watch_kind;
-use ferrolb_l2::{Responder, ResponderOptions};
+use ferrolb_l2::{Responder, ResponderOptions, Scope};
 use ferrolb_membership::Membership;
 use futures::stream::{BoxStream, SelectAll};
 use futures::{FutureExt, StreamExt};
@@ -26,6 +26,14 @@ use kube::{Api, Client, Resource};
 use prometheus_client::registry::Registry;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+/// How long a speaker keeps answering for an address it hands to a node that has just joined
+/// the membership: the newcomer needs a moment (its view of the members settles) before it
+/// answers, and without the hold nobody would answer in between. Both answering for a moment
+/// is harmless: both forward to the same Service, and the newcomer's gratuitous ARP /
+/// unsolicited NA moves the neighbours' caches to it.
+const HANDOVER_HOLD: Duration = Duration::from_secs(2);
 
 use crate::local::{Local, local_part, newly_announced};
 use crate::metrics::{AnnouncedLabels, Layer2Counts, Metrics, Totals};
@@ -129,28 +137,9 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
         node = wait_for_node(&client, &options.node_name) => node?,
         () = &mut shutdown => return Ok(()),
     };
-    let (membership, live) = if options.membership.enabled {
-        match start_membership(&client, &options, &node).await {
-            Ok((membership, live)) => {
-                let _ = membership_stats.set(Box::new(membership.stats_reader()));
-                let _ = live_for_metrics.set(live.clone());
-                metrics.membership_enabled.set(1);
-                (Some(membership), Some(live))
-            }
-            Err(error) => {
-                tracing::error!(
-                    "membership disabled: {error:#}; falling back to Kubernetes Node state, so a dead node is noticed only when its Node turns NotReady"
-                );
-                (None, None)
-            }
-        }
-    } else {
-        tracing::info!("membership disabled by flag; live speakers are the Ready Nodes");
-        (None, None)
-    };
 
     let (status_tx, status_rx) = watch::channel(Wanted::default());
-    tokio::spawn(status::run_status_writer(
+    let status_writer = tokio::spawn(status::run_status_writer(
         client.clone(),
         options.namespace.clone(),
         options.node_name.clone(),
@@ -171,23 +160,55 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     let mut speaker = Speaker {
         options: options.clone(),
         responder: responder.clone(),
-        metrics,
+        metrics: metrics.clone(),
         stores: Stores::default(),
         endpoints: EndpointIndex::default(),
         last_good: LastGood::default(),
         config: Config::default(),
-        live,
+        live: None,
         local: Local::default(),
         plan: L2Plan::default(),
         status_tx,
         live_nodes: BTreeSet::new(),
+        joined: HashMap::new(),
+        held: BTreeMap::new(),
+        recheck_at: None,
         events_tx,
         unpooled_reported: BTreeSet::new(),
     };
-    let outcome = tokio::select! {
-        result = speaker.run(&client, &health) => result,
-        () = &mut shutdown => Ok(()),
+    let mut membership = None;
+    let outcome = {
+        let body = async {
+            // The watches sync before this speaker joins the membership: the moment the
+            // others see it, they hand it its addresses, and it must be ready to take them.
+            let mut inputs = speaker.watches(&client);
+            speaker.sync(&mut inputs).await?;
+            if options.membership.enabled {
+                match start_membership(&client, &options, &node, speaker.stores.nodes.iter()).await
+                {
+                    Ok((agent, live)) => {
+                        let _ = membership_stats.set(Box::new(agent.stats_reader()));
+                        let _ = live_for_metrics.set(live.clone());
+                        metrics.membership_enabled.set(1);
+                        membership = Some(agent);
+                        speaker.live = Some(live);
+                    }
+                    Err(error) => tracing::error!(
+                        "membership disabled: {error:#}; falling back to Kubernetes Node state, so a dead node is noticed only when its Node turns NotReady"
+                    ),
+                }
+            } else {
+                tracing::info!("membership disabled by flag; live speakers are the Ready Nodes");
+            }
+            speaker.run(&mut inputs, &health).await
+        };
+        tokio::select! {
+            result = body => result,
+            () = &mut shutdown => Ok(()),
+        }
     };
+    // The writer would put back what the cleanup below deletes.
+    status_writer.abort();
     health.set_ready(false);
     if let Some(membership) = membership {
         tracing::info!("leaving the membership so that the other speakers take over at once");
@@ -237,6 +258,7 @@ async fn start_membership(
     client: &Client,
     options: &Options,
     node: &Node,
+    nodes: impl Iterator<Item = &Node>,
 ) -> anyhow::Result<(Membership, watch::Receiver<BTreeSet<String>>)> {
     let ml = &options.membership;
     let key = match &ml.secret_key_path {
@@ -277,13 +299,7 @@ async fn start_membership(
             )
         })?,
     };
-    let nodes: Api<Node> = Api::all(client.clone());
     let seeds: Vec<SocketAddr> = nodes
-        .list(&Default::default())
-        .await
-        .context("listing Nodes to find the other speakers")?
-        .items
-        .iter()
         .filter(|other| other.metadata.name.as_deref() != Some(options.node_name.as_str()))
         .filter_map(|other| {
             view::internal_ips(other)
@@ -400,6 +416,13 @@ struct Speaker {
     status_tx: watch::Sender<Wanted>,
     /// The nodes counted as having a live speaker in the last plan.
     live_nodes: BTreeSet<String>,
+    /// When each member joined, as this speaker saw it (members at startup are not here).
+    joined: HashMap<String, Instant>,
+    /// Addresses handed to a node that has just joined, still answered here until it has had
+    /// time to take them (make before break), with when to let go.
+    held: BTreeMap<IpAddr, (Scope, Instant)>,
+    /// When the next hold ends.
+    recheck_at: Option<Instant>,
     events_tx: mpsc::UnboundedSender<(ObjectReference, String)>,
     unpooled_reported: BTreeSet<(ServiceKey, IpAddr)>,
 }
@@ -422,14 +445,29 @@ impl Speaker {
         all
     }
 
-    async fn run(&mut self, client: &Client, health: &Health) -> anyhow::Result<()> {
-        let mut inputs = self.watches(client);
+    /// Reads every watch's initial list.
+    async fn sync(
+        &mut self,
+        inputs: &mut SelectAll<BoxStream<'static, Input>>,
+    ) -> anyhow::Result<()> {
         while !self.stores.synced() {
             let input = inputs.next().await.context("the watches ended")?;
             self.apply(input);
         }
+        Ok(())
+    }
+
+    async fn run(
+        &mut self,
+        inputs: &mut SelectAll<BoxStream<'static, Input>>,
+        health: &Health,
+    ) -> anyhow::Result<()> {
         let mut links = self.responder.link_changes();
         let mut live = self.live.clone();
+        let mut members: BTreeSet<String> = live
+            .as_ref()
+            .map(|live| live.borrow().clone())
+            .unwrap_or_default();
         self.reconfigure();
         self.decide();
         health.set_ready(true);
@@ -457,8 +495,22 @@ impl Speaker {
                         bail!("the membership agent stopped");
                     }
                     if let Some(live) = live.as_mut() {
-                        tracing::info!(live = ?*live.borrow_and_update(), "live speakers changed");
+                        let now = live.borrow_and_update().clone();
+                        tracing::info!(live = ?now, "live speakers changed");
+                        for joined in now.difference(&members) {
+                            self.joined.insert(joined.clone(), Instant::now());
+                        }
+                        members = now;
                     }
+                    dirty = true;
+                }
+                () = async {
+                    match self.recheck_at {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    self.recheck_at = None;
                     dirty = true;
                 }
                 changed = links.changed() => {
@@ -582,7 +634,42 @@ impl Speaker {
         );
         let me = self.options.node_name.as_str();
         let local = local_part(&plan, me);
-        self.responder.set_owned(local.owned.clone());
+        let now = Instant::now();
+        let mut held = BTreeMap::new();
+        let previous = self
+            .local
+            .owned
+            .iter()
+            .map(|(ip, scope)| (*ip, scope))
+            .chain(self.held.iter().map(|(ip, (scope, _))| (*ip, scope)));
+        for (ip, scope) in previous {
+            if local.owned.contains_key(&ip) || held.contains_key(&ip) {
+                continue;
+            }
+            let Some(until) = plan
+                .owner(ip)
+                .and_then(|owner| self.joined.get(owner))
+                .map(|joined| *joined + HANDOVER_HOLD)
+                .filter(|until| *until > now)
+            else {
+                continue;
+            };
+            if !self.held.contains_key(&ip) {
+                tracing::info!(%ip, to = plan.owner(ip).unwrap_or_default(), "handing over to a node that just joined; answering until it has taken over");
+            }
+            held.insert(ip, (scope.clone(), until));
+        }
+        self.joined
+            .retain(|_, joined| *joined + HANDOVER_HOLD > now);
+        self.recheck_at = held.values().map(|(_, until)| *until).min();
+        self.responder.set_owned(
+            local
+                .owned
+                .iter()
+                .map(|(ip, scope)| (*ip, scope.clone()))
+                .chain(held.iter().map(|(ip, (scope, _))| (*ip, scope.clone()))),
+        );
+        self.held = held;
         for ip in local.owned.keys() {
             if !self.local.owned.contains_key(ip) {
                 tracing::info!(%ip, "announcing");
