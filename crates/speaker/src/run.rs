@@ -35,7 +35,7 @@ use tokio::time::Instant;
 /// unsolicited NA moves the neighbours' caches to it.
 const HANDOVER_HOLD: Duration = Duration::from_secs(2);
 
-use crate::local::{Local, local_part, newly_announced};
+use crate::local::{Local, handover_holds, local_part, newly_announced};
 use crate::metrics::{AnnouncedLabels, Layer2Counts, Metrics, Totals};
 use crate::status::{self, Desired, Wanted};
 use crate::view::{self, EndpointIndex};
@@ -635,29 +635,19 @@ impl Speaker {
         let me = self.options.node_name.as_str();
         let local = local_part(&plan, me);
         let now = Instant::now();
-        let mut held = BTreeMap::new();
-        let previous = self
-            .local
-            .owned
-            .iter()
-            .map(|(ip, scope)| (*ip, scope))
-            .chain(self.held.iter().map(|(ip, (scope, _))| (*ip, scope)));
-        for (ip, scope) in previous {
-            if local.owned.contains_key(&ip) || held.contains_key(&ip) {
-                continue;
+        let held = handover_holds(
+            &self.local.owned,
+            &self.held,
+            &local,
+            &plan,
+            &self.joined,
+            HANDOVER_HOLD,
+            now,
+        );
+        for (ip, (_, until)) in &held {
+            if !self.held.contains_key(ip) {
+                tracing::info!(%ip, to = plan.owner(*ip).unwrap_or_default(), hold = ?until.saturating_duration_since(now), "handing over to a node that just joined; answering until it has taken over");
             }
-            let Some(until) = plan
-                .owner(ip)
-                .and_then(|owner| self.joined.get(owner))
-                .map(|joined| *joined + HANDOVER_HOLD)
-                .filter(|until| *until > now)
-            else {
-                continue;
-            };
-            if !self.held.contains_key(&ip) {
-                tracing::info!(%ip, to = plan.owner(ip).unwrap_or_default(), "handing over to a node that just joined; answering until it has taken over");
-            }
-            held.insert(ip, (scope.clone(), until));
         }
         self.joined
             .retain(|_, joined| *joined + HANDOVER_HOLD > now);
