@@ -652,6 +652,27 @@ impl Speaker {
         self.joined
             .retain(|_, joined| *joined + HANDOVER_HOLD > now);
         self.recheck_at = held.values().map(|(_, until)| *until).min();
+        // An address taken back while it was only held (the newcomer died or left within the
+        // hold) was answered all along, so the responder sees no change and would not announce
+        // it; but the newcomer may have announced it meanwhile. Dropping it for an instant
+        // makes the responder announce it again.
+        let retaken: Vec<IpAddr> = local
+            .owned
+            .keys()
+            .filter(|ip| self.held.contains_key(*ip))
+            .copied()
+            .collect();
+        if !retaken.is_empty() {
+            tracing::info!(?retaken, "taking back addresses held for a node that went");
+            self.responder.set_owned(
+                self.local
+                    .owned
+                    .iter()
+                    .chain(self.held.iter().map(|(ip, (scope, _))| (ip, scope)))
+                    .filter(|(ip, _)| !retaken.contains(ip))
+                    .map(|(ip, scope)| (*ip, scope.clone())),
+            );
+        }
         self.responder.set_owned(
             local
                 .owned
