@@ -44,5 +44,5 @@ pub use ndp::{
 };
 pub use responder::{
     AnnounceSchedule, Answer, CounterSnapshot, Counters, IpCounts, Responder, ResponderOptions,
-    Verdict, decide, frame_filter,
+    Verdict, decide, frame_filter, owned_filter,
 };

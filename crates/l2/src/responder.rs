@@ -16,13 +16,26 @@
 //! # Sockets
 //!
 //! Each link gets one `AF_PACKET`/`SOCK_RAW` socket, made with `socket2` and created with
-//! protocol 0 so it receives nothing until it is bound. A classic BPF filter
-//! ([`frame_filter`]) is attached before the bind: it passes ARP and ICMPv6 type 135
-//! (Neighbor Solicitation) and drops everything else, including frames this host sends
-//! itself (`PACKET_OUTGOING`), so the kernel wakes the responder only for frames it may
-//! answer. `pnet_datalink` then binds the socket to the link (`ETH_P_ALL`, no promiscuous
-//! mode) and provides the sender; the receiving side is a duplicate of the same socket
-//! registered with tokio's `AsyncFd`, read without any thread of its own.
+//! protocol 0 so it receives nothing until it is bound. A classic BPF filter is attached
+//! before the bind, built per link from the owned IPs whose [`Scope`] covers the link
+//! ([`owned_filter`]): it passes only ARP frames whose target protocol address is one of
+//! them and ICMPv6 Neighbor Solicitations whose target is one of them, and drops everything
+//! else, including frames this host sends itself (`PACKET_OUTGOING`). A flood of requests
+//! for addresses the node does not own is thus dropped in the kernel and never wakes the
+//! responder; with no owned IP on the link, the filter drops everything (the socket stays
+//! open). When the owned set changes, `set_owned` replaces the filter of every link whose
+//! IPs changed (SO_ATTACH_FILTER swaps it atomically), under the same lock and before the
+//! new set is answered for and announced, so a newly owned IP is never announced while its
+//! requests are still dropped; a released IP the filter still passes for a moment is
+//! ignored by [`decide`]. When a link's IPs do not fit in a classic BPF program (about 2,000
+//! IPv4 or 450 IPv6 addresses), or the kernel refuses it (the filter is charged against
+//! `net.core.optmem_max`), the link gets the generic [`frame_filter`] instead, passing every
+//! ARP frame and Neighbor Solicitation: the filter saves work, [`decide`] alone decides what
+//! is answered. `pnet_datalink` then binds the socket to the link (`ETH_P_ALL`, no
+//! promiscuous mode) and provides the sender; the receiving side is a duplicate of the same
+//! socket registered with tokio's `AsyncFd`, read without any thread of its own, and a
+//! third duplicate is kept to replace the filter (it belongs to the socket, which all the
+//! duplicates share).
 //!
 //! Neighbor Advertisements are sent from the target address itself, as Linux does for its
 //! own addresses: some resolvers (ndisc6 among them) ignore an answer to a solicitation for
@@ -35,9 +48,10 @@
 //!
 //! # Hot path
 //!
-//! A received frame costs one read lock and one hash lookup of its target when the target
-//! is not owned, and allocates nothing: floods of requests for other IPs must not slow the
-//! answers for ours.
+//! Requests for other IPs normally never get here (the socket filter drops them); when
+//! they do (generic filter), a received frame costs one read lock and one hash lookup of
+//! its target when the target is not owned, and allocates nothing: floods of requests for
+//! other IPs must not slow the answers for ours.
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -97,7 +111,8 @@ impl Default for AnnounceSchedule {
 /// What the responder has seen and done, as plain atomics for the metrics layer.
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// Frames that passed the socket filter (ARP, Neighbor Solicitations).
+    /// Frames that passed the socket filter: ARP frames and Neighbor Solicitations whose
+    /// target is owned (or any of them, on a link whose owned IPs do not fit the filter).
     pub frames_received: AtomicU64,
     /// ARP requests and Neighbor Solicitations for an owned IP
     /// (`metallb_layer2_requests_received`).
@@ -108,7 +123,8 @@ pub struct Counters {
     /// Gratuitous ARP and unsolicited Neighbor Advertisement frames sent
     /// (`metallb_layer2_gratuitous_sent`).
     pub gratuitous_sent: AtomicU64,
-    /// Frames dropped because they did not parse (truncated, bad checksum, garbage).
+    /// Frames dropped because they did not parse (truncated, bad checksum, garbage). Only
+    /// those that got past the socket filter, so mostly ones naming an owned target.
     pub invalid_frames: AtomicU64,
     /// Frames that could not be sent.
     pub send_errors: AtomicU64,
@@ -228,6 +244,11 @@ struct Link {
     multicast: Option<UdpSocket>,
     /// Solicited-node groups joined.
     groups: Mutex<HashSet<Ipv6Addr>>,
+    /// A duplicate of the receiving socket, kept to replace its filter: the filter belongs
+    /// to the socket, which the receiving task's descriptor and this one share.
+    filter_socket: Socket,
+    /// The owned IPs answered on the link (sorted) that the filter was last built for.
+    filtered: Mutex<Vec<IpAddr>>,
 }
 
 impl Link {
@@ -243,6 +264,40 @@ impl Link {
     fn answers(&self, scope: &Scope) -> bool {
         scope.covers(&self.name, self.default)
     }
+
+    /// Makes the socket's filter pass requests for `ips` (sorted), the owned IPs answered
+    /// on the link; nothing to do when it already does.
+    fn filter_for(&self, ips: Vec<IpAddr>) {
+        let mut filtered = lock(&self.filtered);
+        if *filtered == ips {
+            return;
+        }
+        match attach_owned_filter(&self.filter_socket, &ips) {
+            Ok(FilterKind::Owned) => {
+                tracing::debug!(interface = %self.name, ips = ips.len(), "owned-address filter attached");
+            }
+            Ok(kind) => {
+                tracing::debug!(interface = %self.name, ips = ips.len(), ?kind, "no owned-address filter; requests for other addresses reach the responder");
+            }
+            Err(error) => {
+                // The old filter stays; it may drop requests for addresses owned since.
+                tracing::error!(interface = %self.name, %error, "replacing the socket filter");
+            }
+        }
+        // Remembered even after a failure: the next change of the owned set tries again.
+        *filtered = ips;
+    }
+}
+
+/// The owned IPs answered on the link named `name`, sorted: what its filter passes.
+fn answered_on(name: &str, default: bool, owned: &HashMap<IpAddr, Owned>) -> Vec<IpAddr> {
+    let mut ips: Vec<IpAddr> = owned
+        .iter()
+        .filter(|(_, owned)| owned.scope.covers(name, default))
+        .map(|(ip, _)| *ip)
+        .collect();
+    ips.sort_unstable();
+    ips
 }
 
 fn mac_to_u64(mac: MacAddr) -> u64 {
@@ -511,8 +566,12 @@ impl Shared {
             .collect();
         let links = self.links();
         // Join before answering: the groups must be in place when solicitations arrive.
+        // The filters too, and both before the owned set changes and announcements go out:
+        // a request for a newly owned IP must not be dropped in the kernel once it is
+        // announced. A filter still passing a released IP does no harm, `decide` ignores it.
         for link in &links {
             self.sync_groups(link, &new);
+            link.filter_for(answered_on(&link.name, link.default, &new));
         }
         let mut fresh = Vec::new();
         for (ip, owned) in &new {
@@ -670,7 +729,10 @@ impl Shared {
         mac: MacAddr,
         default: bool,
     ) -> Result<()> {
-        let (link, socket) = open_link(index, name, mac, default)?;
+        // Under the control lock, so the owned set cannot change before the link is listed
+        // (after which `set_owned` keeps its filter up to date).
+        let filtered = answered_on(name, default, &read(&self.owned));
+        let (link, socket) = open_link(index, name, mac, default, filtered)?;
         // `AsyncFd::new` is deprecated because a generic `T` may change or close the
         // descriptor it reports; `socket2::Socket` owns its descriptor and reports the same
         // one until dropped, which is what `AsyncFd::register` (unsafe, forbidden here)
@@ -996,55 +1058,276 @@ async fn receive(shared: Arc<Shared>, link: Arc<Link>, socket: AsyncFd<Socket>) 
     }
 }
 
-/// The classic BPF program attached to every socket: keep ARP and ICMPv6 Neighbor
-/// Solicitations without extension headers (RFC 6980 forbids fragmenting them) that this
-/// host did not send itself; drop the rest in the kernel.
+// Classic BPF opcodes (linux/filter.h), only those the programs below use.
+const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+const LD_H_ABS: u16 = 0x28; // BPF_LD | BPF_H | BPF_ABS
+const LD_B_ABS: u16 = 0x30; // BPF_LD | BPF_B | BPF_ABS
+const LD_MEM: u16 = 0x60; // BPF_LD | BPF_MEM: A = M[k], the scratch memory
+const ST: u16 = 0x02; // BPF_ST: M[k] = A
+const JA: u16 = 0x05; // BPF_JMP | BPF_JA: 32-bit offset, unlike the conditional jumps' 8 bits
+const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+/// The ancillary load of the packet type: SKF_AD_OFF + SKF_AD_PKTTYPE.
+const SKF_AD_PKTTYPE: u32 = 0xffff_f000 + 4;
+const PACKET_OUTGOING: u32 = 4;
+/// Accept: the number of bytes to keep, more than any frame.
+const ACCEPT: u32 = 0x0004_0000;
+const DROP: u32 = 0;
+/// The kernel refuses longer programs (BPF_MAXINSNS).
+const BPF_MAXINSNS: usize = 4096;
+/// Where an Ethernet/IPv4 ARP packet carries the target protocol address.
+const ARP_TARGET_OFFSET: u32 = 14 + 8 + 6 + 4 + 6;
+/// Where an untagged Neighbor Solicitation without extension headers carries its target:
+/// after the Ethernet and IPv6 headers and the ICMPv6 type, code, checksum and reserved.
+const NS_TARGET_OFFSET: u32 = 14 + 40 + 8;
+const IPV6_NEXT_HEADER_OFFSET: u32 = 14 + 6;
+const ICMPV6_TYPE_OFFSET: u32 = 14 + 40;
+const IPPROTO_ICMPV6: u32 = 58;
+const ICMPV6_NEIGHBOR_SOLICITATION: u32 = 135;
+
+/// One classic BPF instruction, kept in plain form (`SockFilter` hides its fields) so the
+/// unit tests can run the programs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Insn {
+    code: u16,
+    jt: u8,
+    jf: u8,
+    k: u32,
+}
+
+const fn insn(code: u16, jt: u8, jf: u8, k: u32) -> Insn {
+    Insn { code, jt, jf, k }
+}
+
+fn sock_filters(program: &[Insn]) -> Vec<SockFilter> {
+    program
+        .iter()
+        .map(|i| SockFilter::new(i.code, i.jt, i.jf, i.k))
+        .collect()
+}
+
+/// The classic BPF program attached to every socket whose owned addresses do not fit
+/// [`owned_filter`]: keep ARP and ICMPv6 Neighbor Solicitations without extension headers
+/// (RFC 6980 forbids fragmenting them) that this host did not send itself; drop the rest
+/// in the kernel.
 pub fn frame_filter() -> Vec<SockFilter> {
-    const LD_B_ABS: u16 = 0x30; // BPF_LD | BPF_B | BPF_ABS
-    const LD_H_ABS: u16 = 0x28; // BPF_LD | BPF_H | BPF_ABS
-    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
-    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
-    const SKF_AD_PKTTYPE: u32 = 0xffff_f000 + 4; // SKF_AD_OFF + SKF_AD_PKTTYPE
-    const PACKET_OUTGOING: u32 = 4;
-    const ACCEPT: u32 = 0x0004_0000;
+    sock_filters(&frame_program())
+}
+
+fn frame_program() -> Vec<Insn> {
     vec![
         // 0: the packet type (ancillary data), drop what this host sends
-        SockFilter::new(LD_B_ABS, 0, 0, SKF_AD_PKTTYPE),
+        insn(LD_B_ABS, 0, 0, SKF_AD_PKTTYPE),
         // 1
-        SockFilter::new(JEQ_K, 8, 0, PACKET_OUTGOING),
+        insn(JEQ_K, 8, 0, PACKET_OUTGOING),
         // 2: EtherType
-        SockFilter::new(LD_H_ABS, 0, 0, 12),
+        insn(LD_H_ABS, 0, 0, 12),
         // 3: ARP → accept
-        SockFilter::new(JEQ_K, 5, 0, u32::from(ETHERTYPE_ARP)),
+        insn(JEQ_K, 5, 0, u32::from(ETHERTYPE_ARP)),
         // 4: IPv6 or drop
-        SockFilter::new(JEQ_K, 0, 5, u32::from(ETHERTYPE_IPV6)),
+        insn(JEQ_K, 0, 5, u32::from(ETHERTYPE_IPV6)),
         // 5: IPv6 next header
-        SockFilter::new(LD_B_ABS, 0, 0, 14 + 6),
+        insn(LD_B_ABS, 0, 0, IPV6_NEXT_HEADER_OFFSET),
         // 6: ICMPv6 or drop
-        SockFilter::new(JEQ_K, 0, 3, 58),
+        insn(JEQ_K, 0, 3, IPPROTO_ICMPV6),
         // 7: ICMPv6 type
-        SockFilter::new(LD_B_ABS, 0, 0, 14 + 40),
+        insn(LD_B_ABS, 0, 0, ICMPV6_TYPE_OFFSET),
         // 8: Neighbor Solicitation or drop
-        SockFilter::new(JEQ_K, 0, 1, 135),
+        insn(JEQ_K, 0, 1, ICMPV6_NEIGHBOR_SOLICITATION),
         // 9: accept
-        SockFilter::new(RET_K, 0, 0, ACCEPT),
+        insn(RET_K, 0, 0, ACCEPT),
         // 10: drop
-        SockFilter::new(RET_K, 0, 0, 0),
+        insn(RET_K, 0, 0, DROP),
     ]
 }
 
-/// Opens the link's socket: the link with its sender, and the receiving socket.
-fn open_link(index: u32, name: &str, mac: MacAddr, default: bool) -> Result<(Link, Socket)> {
-    // Protocol 0: nothing is received before the bind to the link.
+/// The classic BPF program that keeps only requests for `ips`: ARP frames whose target
+/// protocol address is one of the IPv4 addresses, and Neighbor Solicitations (checked as
+/// [`frame_filter`] does) whose target is one of the IPv6 addresses; everything else, and
+/// whatever this host sends itself, is dropped in the kernel, so a flood of requests for
+/// other addresses never wakes the responder. With no address it drops everything.
+///
+/// When the addresses do not fit in a program the kernel takes (about 2,000 IPv4 or 450
+/// IPv6 addresses), it is [`frame_filter`]: the responder checks ownership itself anyway,
+/// so the filter only saves work and never decides what is answered.
+pub fn owned_filter(ips: &[IpAddr]) -> Vec<SockFilter> {
+    sock_filters(&owned_program(ips).unwrap_or_else(frame_program))
+}
+
+/// [`owned_filter`]'s program, `None` when it would be too long.
+///
+/// Conditional jumps only reach 255 instructions ahead, so every comparison is followed by
+/// its own `ret`: per IPv4 address `jeq #ip, 0, 1; ret #accept`, per IPv6 address four
+/// word compares that fall through to the next address on the first mismatch (last word
+/// first: addresses from one pool share their leading words, so a foreign target usually
+/// fails at once). The only long jump, past the ARP block, is an unconditional `ja`.
+///
+/// The NS target is read from the frame once, into the scratch memory, and compared from
+/// there: the kernel turns every packet load into several eBPF instructions (a memory load
+/// into one) and charges the result to the socket against `net.core.optmem_max`, which
+/// per-address packet loads exceed from about 250 IPv6 addresses on.
+fn owned_program(ips: &[IpAddr]) -> Option<Vec<Insn>> {
+    let mut v4: Vec<u32> = Vec::new();
+    let mut v6: Vec<[u32; 4]> = Vec::new();
+    for ip in ips {
+        match ip {
+            IpAddr::V4(ip) => v4.push(u32::from(*ip)),
+            IpAddr::V6(ip) => {
+                let o = ip.octets();
+                let word = |i: usize| u32::from_be_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+                v6.push([word(0), word(4), word(8), word(12)]);
+            }
+        }
+    }
+    v4.sort_unstable();
+    v4.dedup();
+    v6.sort_unstable();
+    v6.dedup();
+    if v4.is_empty() && v6.is_empty() {
+        return Some(vec![insn(RET_K, 0, 0, DROP)]);
+    }
+    let arp_len = if v4.is_empty() { 1 } else { 2 + 2 * v4.len() };
+    let ndp_len = if v6.is_empty() { 1 } else { 17 + 9 * v6.len() };
+    let total = 6 + arp_len + ndp_len;
+    if total > BPF_MAXINSNS {
+        return None;
+    }
+    let mut program = Vec::with_capacity(total);
+    program.extend([
+        // Drop what this host sends.
+        insn(LD_B_ABS, 0, 0, SKF_AD_PKTTYPE),
+        insn(JEQ_K, 0, 1, PACKET_OUTGOING),
+        insn(RET_K, 0, 0, DROP),
+        // ARP goes on to the ARP block, anything else jumps past it.
+        insn(LD_H_ABS, 0, 0, 12),
+        insn(JEQ_K, 1, 0, u32::from(ETHERTYPE_ARP)),
+        // `total` fits in u32: it is at most BPF_MAXINSNS.
+        insn(JA, 0, 0, arp_len as u32),
+    ]);
+    if v4.is_empty() {
+        program.push(insn(RET_K, 0, 0, DROP));
+    } else {
+        program.push(insn(LD_W_ABS, 0, 0, ARP_TARGET_OFFSET));
+        for ip in &v4 {
+            program.extend([insn(JEQ_K, 0, 1, *ip), insn(RET_K, 0, 0, ACCEPT)]);
+        }
+        program.push(insn(RET_K, 0, 0, DROP));
+    }
+    if v6.is_empty() {
+        program.push(insn(RET_K, 0, 0, DROP));
+    } else {
+        // The accumulator still holds the EtherType.
+        program.extend([
+            insn(JEQ_K, 1, 0, u32::from(ETHERTYPE_IPV6)),
+            insn(RET_K, 0, 0, DROP),
+            insn(LD_B_ABS, 0, 0, IPV6_NEXT_HEADER_OFFSET),
+            insn(JEQ_K, 1, 0, IPPROTO_ICMPV6),
+            insn(RET_K, 0, 0, DROP),
+            insn(LD_B_ABS, 0, 0, ICMPV6_TYPE_OFFSET),
+            insn(JEQ_K, 1, 0, ICMPV6_NEIGHBOR_SOLICITATION),
+            insn(RET_K, 0, 0, DROP),
+            // M[i] = the target's word i; a frame too short to hold it is dropped here.
+            insn(LD_W_ABS, 0, 0, NS_TARGET_OFFSET),
+            insn(ST, 0, 0, 0),
+            insn(LD_W_ABS, 0, 0, NS_TARGET_OFFSET + 4),
+            insn(ST, 0, 0, 1),
+            insn(LD_W_ABS, 0, 0, NS_TARGET_OFFSET + 8),
+            insn(ST, 0, 0, 2),
+            insn(LD_W_ABS, 0, 0, NS_TARGET_OFFSET + 12),
+            insn(ST, 0, 0, 3),
+        ]);
+        for words in &v6 {
+            program.extend([
+                insn(LD_MEM, 0, 0, 3),
+                insn(JEQ_K, 0, 7, words[3]),
+                insn(LD_MEM, 0, 0, 2),
+                insn(JEQ_K, 0, 5, words[2]),
+                insn(LD_MEM, 0, 0, 1),
+                insn(JEQ_K, 0, 3, words[1]),
+                insn(LD_MEM, 0, 0, 0),
+                insn(JEQ_K, 0, 1, words[0]),
+                insn(RET_K, 0, 0, ACCEPT),
+            ]);
+        }
+        program.push(insn(RET_K, 0, 0, DROP));
+    }
+    debug_assert_eq!(program.len(), total);
+    Some(program)
+}
+
+/// Which program a socket's filter ended up being.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FilterKind {
+    /// Only requests for the owned addresses.
+    Owned,
+    /// Every ARP frame and Neighbor Solicitation: the addresses did not fit, or the owned
+    /// program could not be attached.
+    Generic,
+    /// No filter at all (neither program could be attached): every frame reaches the
+    /// responder, which still answers only for owned addresses.
+    None,
+}
+
+/// Attaches the filter for `ips` to the socket, replacing the previous one atomically
+/// (SO_ATTACH_FILTER swaps the socket's filter under RCU: each frame sees the old program
+/// or the new one). The filter belongs to the socket, not the descriptor, so any
+/// duplicate of the socket will do.
+///
+/// Never leaves a filter that could drop a request for an owned address: when the owned
+/// program cannot be attached, it falls back to the generic one, and failing that to none.
+/// The kernel charges a filter against `net.core.optmem_max`, the outgoing one included
+/// while it is replaced, so a large program refused next to a large old one is tried
+/// again once the small generic program has taken the old one's place.
+fn attach_owned_filter(socket: &Socket, ips: &[IpAddr]) -> io::Result<FilterKind> {
+    let generic = frame_filter();
+    let Some(owned) = owned_program(ips).map(|program| sock_filters(&program)) else {
+        return match socket.attach_filter(&generic) {
+            Ok(()) => Ok(FilterKind::Generic),
+            Err(error) => socket
+                .detach_filter()
+                .map(|()| FilterKind::None)
+                .or(Err(error)),
+        };
+    };
+    if socket.attach_filter(&owned).is_ok() {
+        return Ok(FilterKind::Owned);
+    }
+    match socket.attach_filter(&generic) {
+        Ok(()) => match socket.attach_filter(&owned) {
+            Ok(()) => Ok(FilterKind::Owned),
+            Err(error) => {
+                tracing::warn!(%error, "attaching the owned-address filter; passing every request");
+                Ok(FilterKind::Generic)
+            }
+        },
+        Err(error) => socket
+            .detach_filter()
+            .map(|()| FilterKind::None)
+            .or(Err(error)),
+    }
+}
+
+/// Opens the link's socket, filtered for the owned IPs `filtered` answered on it: the link
+/// with its sender, and the receiving socket.
+fn open_link(
+    index: u32,
+    name: &str,
+    mac: MacAddr,
+    default: bool,
+    filtered: Vec<IpAddr>,
+) -> Result<(Link, Socket)> {
+    // Protocol 0: nothing is received before the bind to the link, so nothing unfiltered.
     let socket =
         Socket::new(Domain::PACKET, Type::RAW, None).context("opening an AF_PACKET socket")?;
-    socket
-        .attach_filter(&frame_filter())
-        .context("attaching the frame filter")?;
+    let kind = attach_owned_filter(&socket, &filtered).context("attaching the frame filter")?;
+    if kind != FilterKind::Owned {
+        tracing::debug!(interface = %name, ips = filtered.len(), ?kind, "no owned-address filter; requests for other addresses reach the responder");
+    }
     if let Err(error) = socket.set_recv_buffer_size(1 << 20) {
         tracing::debug!(%error, "raising the receive buffer");
     }
     let receiver = socket.try_clone().context("duplicating the socket")?;
+    let filter_socket = socket.try_clone().context("duplicating the socket")?;
     let config = pnet_datalink::Config {
         write_timeout: Some(Duration::from_millis(100)),
         promiscuous: false,
@@ -1083,6 +1366,8 @@ fn open_link(index: u32, name: &str, mac: MacAddr, default: bool) -> Result<(Lin
         sender: Mutex::new(sender),
         multicast,
         groups: Mutex::new(HashSet::new()),
+        filter_socket,
+        filtered: Mutex::new(filtered),
     };
     Ok((link, receiver))
 }
@@ -1133,5 +1418,378 @@ mod tests {
             let bytes = mac_to_u64(mac).to_be_bytes();
             assert_eq!(bytes[2..], mac.0);
         }
+    }
+
+    // The socket filters, run by a classic BPF interpreter that knows only the opcodes the
+    // builders emit (any other one fails the test) and the kernel's rules for them.
+
+    const PACKET_HOST: u32 = 0;
+    const PACKET_BROADCAST: u32 = 1;
+    const PACKET_MULTICAST: u32 = 2;
+    const CLIENT_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0a]);
+    const OUR_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x01]);
+    const CLIENT_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 4);
+    const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0xa);
+
+    /// What the kernel checks before accepting a program (`bpf_check_classic`), for the
+    /// opcodes used: a length in 1..=BPF_MAXINSNS, jumps inside the program, scratch
+    /// memory in M[0..16], a final `ret`. (That M[k] is stored before it is loaded on every
+    /// path, the kernel's other check, `run` asserts on the paths it takes.)
+    fn check(program: &[Insn]) {
+        assert!(!program.is_empty() && program.len() <= BPF_MAXINSNS);
+        for (pc, i) in program.iter().enumerate() {
+            match i.code {
+                LD_W_ABS | LD_H_ABS | LD_B_ABS | RET_K => {}
+                LD_MEM | ST => assert!(i.k < 16, "M[{}] at {pc}", i.k),
+                JA => assert!(pc + 1 + (i.k as usize) < program.len(), "ja at {pc}"),
+                JEQ_K => {
+                    let far = pc + 1 + usize::from(i.jt.max(i.jf));
+                    assert!(far < program.len(), "jeq at {pc} jumps out");
+                }
+                code => panic!("unexpected opcode {code:#x} at {pc}"),
+            }
+        }
+        assert_eq!(program.last().map(|i| i.code), Some(RET_K));
+    }
+
+    /// Runs `program` on `frame` received with packet type `pkttype`; the bytes kept, 0
+    /// for a drop. A load past the end of the frame drops it, as in the kernel.
+    fn run(program: &[Insn], frame: &[u8], pkttype: u32) -> u32 {
+        check(program);
+        let load = |k: u32, size: usize| -> Option<u32> {
+            let start = usize::try_from(k).ok()?;
+            let bytes = frame.get(start..start.checked_add(size)?)?;
+            Some(bytes.iter().fold(0, |a, b| a << 8 | u32::from(*b)))
+        };
+        let mut a: u32 = 0;
+        let mut memory: [Option<u32>; 16] = [None; 16];
+        let mut pc = 0;
+        loop {
+            let i = program[pc];
+            pc += 1;
+            let loaded = match i.code {
+                LD_B_ABS if i.k == SKF_AD_PKTTYPE => Some(pkttype),
+                LD_B_ABS => load(i.k, 1),
+                LD_H_ABS => load(i.k, 2),
+                LD_W_ABS => load(i.k, 4),
+                LD_MEM => Some(memory[i.k as usize].expect("M[k] loaded before it is stored")),
+                ST => {
+                    memory[i.k as usize] = Some(a);
+                    continue;
+                }
+                JA => {
+                    pc += i.k as usize;
+                    continue;
+                }
+                JEQ_K => {
+                    pc += usize::from(if a == i.k { i.jt } else { i.jf });
+                    continue;
+                }
+                RET_K => return i.k,
+                code => panic!("unexpected opcode {code:#x}"),
+            };
+            match loaded {
+                Some(value) => a = value,
+                None => return 0,
+            }
+        }
+    }
+
+    fn passes(program: &[Insn], frame: &[u8]) -> bool {
+        run(program, frame, PACKET_BROADCAST) != 0
+    }
+
+    fn program(ips: &[IpAddr]) -> Vec<Insn> {
+        owned_program(ips).expect("the addresses fit")
+    }
+
+    /// An ARP request from the client for `target`: a gratuitous request from the codec
+    /// with the client's own address as sender.
+    fn arp_request(target: Ipv4Addr) -> Vec<u8> {
+        let mut frame = build_gratuitous_arp(ArpOperation::Request, CLIENT_MAC, target).to_vec();
+        frame[28..32].copy_from_slice(&CLIENT_V4.octets());
+        frame
+    }
+
+    /// A Neighbor Solicitation from the client for `target`, to its solicited-node group:
+    /// the codec's advertisement made a solicitation (type, flags, source link-layer
+    /// option, checksum).
+    fn neighbor_solicitation(target: Ipv6Addr) -> Vec<u8> {
+        let group = solicited_node_multicast(target);
+        let mut frame =
+            build_unsolicited_neighbor_advertisement(CLIENT_MAC, CLIENT_V6, target).to_vec();
+        frame[0..6].copy_from_slice(&crate::ipv6_multicast_mac(group).0);
+        frame[38..54].copy_from_slice(&group.octets());
+        let icmp = ETHERNET_HEADER_LEN + 40;
+        frame[icmp] = 135;
+        frame[icmp + 2..icmp + 8].fill(0);
+        frame[icmp + 24] = 1; // source link-layer address
+        let checksum = etherparse::checksum::Sum16BitWords::new()
+            .add_16bytes(CLIENT_V6.octets())
+            .add_16bytes(group.octets())
+            .add_4bytes(((frame.len() - icmp) as u32).to_be_bytes())
+            .add_2bytes([0, 58])
+            .add_slice(&frame[icmp..])
+            .ones_complement();
+        frame[icmp + 2..icmp + 4].copy_from_slice(&checksum.to_ne_bytes());
+        frame
+    }
+
+    fn v4(last: u8) -> Ipv4Addr {
+        Ipv4Addr::new(198, 51, 100, last)
+    }
+
+    fn v6(last: u16) -> Ipv6Addr {
+        Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, last)
+    }
+
+    #[test]
+    fn the_test_frames_are_requests_the_responder_answers() {
+        let owns = |ip: IpAddr| ip == IpAddr::V4(v4(200)) || ip == IpAddr::V6(v6(0x200));
+        for frame in [arp_request(v4(200)), neighbor_solicitation(v6(0x200))] {
+            assert!(matches!(decide(&frame, OUR_MAC, owns), Verdict::Answer(_)));
+        }
+        for frame in [arp_request(v4(201)), neighbor_solicitation(v6(0x201))] {
+            assert_eq!(decide(&frame, OUR_MAC, owns), Verdict::Ignore);
+        }
+    }
+
+    #[test]
+    fn the_generic_filter_passes_every_request_and_nothing_else() {
+        let program = frame_program();
+        assert!(passes(&program, &arp_request(v4(1))));
+        assert!(passes(&program, &neighbor_solicitation(v6(1))));
+        let mut advertisement = neighbor_solicitation(v6(1));
+        advertisement[ETHERNET_HEADER_LEN + 40] = 136;
+        assert!(!passes(&program, &advertisement));
+        assert_eq!(run(&program, &arp_request(v4(1)), PACKET_OUTGOING), 0);
+    }
+
+    #[test]
+    fn owned_requests_pass_and_others_are_dropped() {
+        let ips = [
+            IpAddr::V4(v4(200)),
+            IpAddr::V4(v4(210)),
+            IpAddr::V6(v6(0x200)),
+            IpAddr::V6(v6(0x210)),
+        ];
+        let program = program(&ips);
+        for pkttype in [PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST] {
+            for frame in [
+                arp_request(v4(200)),
+                arp_request(v4(210)),
+                neighbor_solicitation(v6(0x200)),
+                neighbor_solicitation(v6(0x210)),
+            ] {
+                assert_eq!(run(&program, &frame, pkttype), ACCEPT);
+                // What this host sends is dropped, owned target or not.
+                assert_eq!(run(&program, &frame, PACKET_OUTGOING), 0);
+            }
+        }
+        for frame in [
+            arp_request(v4(201)),
+            arp_request(v4(1)),
+            neighbor_solicitation(v6(0x201)),
+            // Same last word as an owned address, different prefix.
+            neighbor_solicitation(Ipv6Addr::new(0x2001, 0xdb8, 0x101, 0, 0, 0, 0, 0x200)),
+            // Every word but one matching, for each of the four words.
+            neighbor_solicitation(Ipv6Addr::new(0x2001, 0xdb9, 0x100, 0, 0, 0, 0, 0x200)),
+            neighbor_solicitation(Ipv6Addr::new(0x2001, 0xdb8, 0x100, 1, 0, 0, 0, 0x200)),
+            neighbor_solicitation(Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 1, 0, 0, 0x200)),
+            neighbor_solicitation(Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 1, 0x200)),
+        ] {
+            assert!(!passes(&program, &frame));
+        }
+    }
+
+    #[test]
+    fn other_frames_are_dropped_even_with_an_owned_target() {
+        let program = program(&[IpAddr::V4(v4(200)), IpAddr::V6(v6(0x200))]);
+        let solicitation = neighbor_solicitation(v6(0x200));
+        let icmp = ETHERNET_HEADER_LEN + 40;
+        let mut advertisement = solicitation.clone();
+        advertisement[icmp] = 136;
+        let mut not_icmp = solicitation.clone();
+        not_icmp[ETHERNET_HEADER_LEN + 6] = 17;
+        let mut extension_header = solicitation.clone();
+        extension_header[ETHERNET_HEADER_LEN + 6] = 0;
+        let mut ipv4 = arp_request(v4(200));
+        ipv4[12..14].copy_from_slice(&[0x08, 0x00]);
+        let mut tagged = arp_request(v4(200));
+        tagged[12..14].copy_from_slice(&[0x81, 0x00]);
+        for frame in [
+            advertisement,
+            not_icmp,
+            extension_header,
+            ipv4,
+            tagged,
+            // Cut before the target: the load fails and the kernel drops the frame.
+            arp_request(v4(200))[..40].to_vec(),
+            solicitation[..70].to_vec(),
+            Vec::new(),
+        ] {
+            assert!(!passes(&program, &frame), "{frame:02x?}");
+        }
+        // The ARP target is read where an ARP reply has it too; replies to owned targets
+        // reach `decide`, which ignores them.
+        let reply = build_gratuitous_arp(ArpOperation::Reply, CLIENT_MAC, v4(200));
+        assert!(passes(&program, &reply));
+    }
+
+    #[test]
+    fn one_family_owned_drops_the_other_entirely() {
+        let only_v4 = program(&[IpAddr::V4(v4(200))]);
+        assert!(passes(&only_v4, &arp_request(v4(200))));
+        assert!(!passes(&only_v4, &neighbor_solicitation(v6(0x200))));
+        // An IPv6 target whose first word equals the owned IPv4 address.
+        let first_word = Ipv6Addr::from(u128::from(u32::from(v4(200))) << 96);
+        assert!(!passes(&only_v4, &neighbor_solicitation(first_word)));
+
+        let only_v6 = program(&[IpAddr::V6(v6(0x200))]);
+        assert!(passes(&only_v6, &neighbor_solicitation(v6(0x200))));
+        assert!(!passes(&only_v6, &arp_request(v4(200))));
+        // An IPv4-mapped address does not make the IPv4 address owned.
+        let mapped = IpAddr::V6(v4(200).to_ipv6_mapped());
+        assert!(!passes(&program(&[mapped]), &arp_request(v4(200))));
+    }
+
+    #[test]
+    fn no_owned_address_drops_everything() {
+        let program = program(&[]);
+        for frame in [arp_request(v4(200)), neighbor_solicitation(v6(0x200))] {
+            for pkttype in [PACKET_HOST, PACKET_BROADCAST, PACKET_OUTGOING] {
+                assert_eq!(run(&program, &frame, pkttype), 0);
+            }
+        }
+        assert_eq!(owned_filter(&[]).len(), 1);
+    }
+
+    #[test]
+    fn duplicates_and_order_do_not_change_the_program() {
+        let a = [IpAddr::V4(v4(1)), IpAddr::V6(v6(2)), IpAddr::V4(v4(3))];
+        let b = [a[2], a[1], a[0], a[2], a[1]];
+        assert_eq!(program(&a), program(&b));
+    }
+
+    /// The most addresses of one family that fit, found by trying (a binary search: more
+    /// never fit where fewer do not).
+    fn capacity(make: impl Fn(u32) -> IpAddr) -> usize {
+        let ips: Vec<IpAddr> = (0..BPF_MAXINSNS as u32).map(make).collect();
+        let (mut fits, mut too_many) = (0, ips.len());
+        while too_many - fits > 1 {
+            let middle = (fits + too_many) / 2;
+            if owned_program(&ips[..middle]).is_some() {
+                fits = middle;
+            } else {
+                too_many = middle;
+            }
+        }
+        fits
+    }
+
+    #[test]
+    fn too_many_addresses_fall_back_to_the_generic_filter() {
+        let v4_of = |i: u32| IpAddr::V4(Ipv4Addr::from(0xc612_0000 + i)); // 198.18/15
+        let v6_of =
+            |i: u32| IpAddr::V6(Ipv6Addr::from(0x2001_0db8_000f_u128 << 80 | u128::from(i)));
+        let (v4_cap, v6_cap) = (capacity(v4_of), capacity(v6_of));
+        assert!(v4_cap >= 2000 && v6_cap >= 450, "{v4_cap} {v6_cap}");
+
+        // The largest programs are still valid and exact, at both ends of the chains.
+        let ips: Vec<IpAddr> = (0..v4_cap as u32).map(v4_of).collect();
+        let largest = program(&ips);
+        assert!(largest.len() <= BPF_MAXINSNS);
+        for ip in [ips[0], ips[ips.len() / 2], ips[ips.len() - 1]] {
+            let IpAddr::V4(ip) = ip else { unreachable!() };
+            assert!(passes(&largest, &arp_request(ip)));
+        }
+        let IpAddr::V4(past) = v4_of(v4_cap as u32) else {
+            unreachable!()
+        };
+        assert!(!passes(&largest, &arp_request(past)));
+        let ips: Vec<IpAddr> = (0..v6_cap as u32).map(v6_of).collect();
+        let largest = program(&ips);
+        for ip in [ips[0], ips[ips.len() - 1]] {
+            let IpAddr::V6(ip) = ip else { unreachable!() };
+            assert!(passes(&largest, &neighbor_solicitation(ip)));
+        }
+
+        // One more falls back to passing every request.
+        let ips: Vec<IpAddr> = (0..=v6_cap as u32).map(v6_of).collect();
+        assert_eq!(owned_program(&ips), None);
+        assert_eq!(owned_filter(&ips).len(), frame_program().len());
+        let mixed: Vec<IpAddr> = (0..v4_cap as u32)
+            .map(v4_of)
+            .chain((0..2).map(v6_of))
+            .collect();
+        assert_eq!(owned_program(&mixed), None);
+    }
+
+    /// The kernel takes the programs, the largest ones included, also in place of each
+    /// other (the outgoing one is charged to the socket until the new one is in); a UDP
+    /// socket needs no privilege and is charged the same way as the responder's.
+    #[test]
+    fn the_kernel_accepts_the_programs() {
+        let v4_of = |i: u32| IpAddr::V4(Ipv4Addr::from(0xc612_0000 + i));
+        let v6_of =
+            |i: u32| IpAddr::V6(Ipv6Addr::from(0x2001_0db8_000f_u128 << 80 | u128::from(i)));
+        let largest_v4: Vec<IpAddr> = (0..capacity(v4_of) as u32).map(v4_of).collect();
+        let largest_v6: Vec<IpAddr> = (0..capacity(v6_of) as u32).map(v6_of).collect();
+        let too_many: Vec<IpAddr> = (0..=capacity(v6_of) as u32).map(v6_of).collect();
+        // On kernels with a small net.core.optmem_max (20 KiB before Linux 6.9) the largest
+        // programs fall back to the generic one, which is still correct.
+        let small_optmem = fs::read_to_string("/proc/sys/net/core/optmem_max")
+            .ok()
+            .and_then(|value| value.trim().parse::<usize>().ok())
+            .is_some_and(|value| value < 128 * 1024);
+        let socket = Socket::new(Domain::IPV4, Type::DGRAM, None).expect("a UDP socket");
+        for (ips, kind) in [
+            (&[][..], FilterKind::Owned),
+            (&largest_v4[..], FilterKind::Owned),
+            (&largest_v6[..], FilterKind::Owned),
+            (&too_many[..], FilterKind::Generic),
+            (&largest_v4[..1], FilterKind::Owned),
+        ] {
+            let attached = attach_owned_filter(&socket, ips).expect("a filter attached");
+            if !small_optmem {
+                assert_eq!(attached, kind, "{} addresses", ips.len());
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Below the size cap, the program passes a request iff its target is owned.
+        #[test]
+        fn the_filter_passes_exactly_the_owned_targets(
+            owned in proptest::collection::vec(any_ip(), 0..300),
+            others in proptest::collection::vec(any_ip(), 0..20),
+            pick in proptest::collection::vec(proptest::prelude::any::<proptest::sample::Index>(), 0..20),
+        ) {
+            let program = owned_program(&owned);
+            proptest::prop_assume!(program.is_some());
+            let program = program.expect("assumed");
+            let targets = others
+                .iter()
+                .copied()
+                .chain(pick.iter().filter(|_| !owned.is_empty()).map(|i| owned[i.index(owned.len())]));
+            for target in targets {
+                let frame = match target {
+                    IpAddr::V4(ip) => arp_request(ip),
+                    IpAddr::V6(ip) => neighbor_solicitation(ip),
+                };
+                proptest::prop_assert_eq!(passes(&program, &frame), owned.contains(&target));
+            }
+        }
+    }
+
+    /// Addresses from a small space, so that owned and random targets often share words.
+    fn any_ip() -> impl proptest::strategy::Strategy<Value = IpAddr> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0u8..4, any::<u8>()).prop_map(|(c, d)| IpAddr::V4(Ipv4Addr::new(198, 51, 100 + c, d))),
+            (0u16..3, 0u16..3, any::<u16>()).prop_map(|(a, b, c)| {
+                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, a, 0, b, 0, 0, c))
+            }),
+        ]
     }
 }
