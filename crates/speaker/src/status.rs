@@ -2,7 +2,7 @@
 //! interfaces it answers on, in the speaker's namespace (MetalLB's layout: labels
 //! `metallb.io/node`, `metallb.io/service-name`, `metallb.io/service-namespace`; the facts in
 //! `.status`). Which objects to create, change and delete is a pure diff ([`status_ops`]);
-//! [`run_status_writer`] carries it out against its own watch of the namespace's objects.
+//! [`run_status_writer`] carries it out against its own watch of this node's objects.
 //!
 //! A node that dies cannot delete its objects; the node that takes a Service over deletes
 //! the dead node's object for it (only nodes the membership no longer sees alive, so two live
@@ -161,6 +161,10 @@ fn found(object: &ServiceL2Status) -> Found {
 /// Keeps this node's ServiceL2Status objects equal to the latest `desired`, until the sender
 /// goes. Failed writes are retried after a second; a write's result is taken as found at once,
 /// so nothing is written twice while the watch catches up.
+///
+/// Only this node's objects are watched (a thousand Services would otherwise cost every
+/// speaker a copy of every node's objects); dead nodes' objects are listed when they matter:
+/// once at start, and for each node that leaves the membership.
 pub async fn run_status_writer(
     client: Client,
     namespace: String,
@@ -168,10 +172,17 @@ pub async fn run_status_writer(
     mut desired: watch::Receiver<Wanted>,
 ) {
     let api: Api<ServiceL2Status> = Api::namespaced(client, &namespace);
-    let mut events =
-        ferrolb_k8s::watch::watch_with(api.clone(), watcher::Config::default().labels(NODE_LABEL));
+    let mut events = ferrolb_k8s::watch::watch_with(
+        api.clone(),
+        watcher::Config::default().labels(&format!("{NODE_LABEL}={node}")),
+    );
     let mut store: Store<ServiceL2Status> = Store::default();
     let mut retry_at: Option<tokio::time::Instant> = None;
+    // Objects of nodes not alive, and which nodes' objects still need a look (`None`: all).
+    let mut dead: Vec<Found> = Vec::new();
+    let mut to_list: Option<BTreeSet<String>> = None;
+    let mut listed_all = false;
+    let mut live = BTreeSet::new();
     loop {
         let retry = async {
             match retry_at {
@@ -191,15 +202,42 @@ pub async fn run_status_writer(
             continue;
         }
         let wanted = desired.borrow_and_update().clone();
-        let found: Vec<Found> = store.iter().map(found).collect();
+        let gone: BTreeSet<String> = live.difference(&wanted.live).cloned().collect();
+        if !gone.is_empty() {
+            to_list.get_or_insert_with(BTreeSet::new).extend(gone);
+        }
+        live.clone_from(&wanted.live);
+        let lookup = if listed_all {
+            to_list.take().map(Some)
+        } else {
+            Some(None)
+        };
+        if let Some(nodes) = lookup {
+            match list_dead(&api, &node, nodes.as_ref(), &wanted.live).await {
+                Ok(found) => {
+                    listed_all = true;
+                    dead.extend(found);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "listing other nodes' ServiceL2Status objects failed; retrying in 1 s");
+                    to_list = nodes.or(to_list);
+                    retry_at = Some(tokio::time::Instant::now() + Duration::from_secs(1));
+                    continue;
+                }
+            }
+        }
+        dead.retain(|f| f.node.as_ref().is_some_and(|n| !wanted.live.contains(n)));
+        let mut found: Vec<Found> = store.iter().map(found).collect();
+        found.extend(dead.iter().cloned());
         for op in status_ops(&node, &wanted, &found) {
             match apply(&api, &node, &op).await {
                 Ok(Some(object)) => store.offer(object),
                 Ok(None) => {
-                    if let Op::Delete { name } = &op
-                        && let Some(object) = store.get(&format!("{namespace}/{name}")).cloned()
-                    {
-                        store.apply(Event::Delete(object));
+                    if let Op::Delete { name } = &op {
+                        dead.retain(|f| &f.name != name);
+                        if let Some(object) = store.get(&format!("{namespace}/{name}")).cloned() {
+                            store.apply(Event::Delete(object));
+                        }
                     }
                 }
                 Err(error) => {
@@ -210,6 +248,37 @@ pub async fn run_status_writer(
             }
         }
     }
+}
+
+/// The ServiceL2Status objects of nodes other than `me` that are not alive: of `nodes`, or of
+/// every node when `None`.
+async fn list_dead(
+    api: &Api<ServiceL2Status>,
+    me: &str,
+    nodes: Option<&BTreeSet<String>>,
+    live: &BTreeSet<String>,
+) -> kube::Result<Vec<Found>> {
+    let selector = match nodes {
+        Some(nodes) if nodes.is_empty() => return Ok(Vec::new()),
+        Some(nodes) => format!(
+            "{NODE_LABEL} in ({})",
+            nodes.iter().cloned().collect::<Vec<_>>().join(",")
+        ),
+        None => NODE_LABEL.to_owned(),
+    };
+    let list = api
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await?;
+    Ok(list
+        .items
+        .iter()
+        .map(found)
+        .filter(|f| {
+            f.node
+                .as_ref()
+                .is_some_and(|n| n != me && !live.contains(n))
+        })
+        .collect())
 }
 
 /// Deletes every ServiceL2Status of `node`: on a graceful stop, the node announces nothing.
