@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use ferrolb_announce::{L2Plan, ServiceKey, Speakers, desired_l2};
+use ferrolb_announce::{ServiceKey, Speakers, desired_l2};
 use ferrolb_api::v1beta1;
 use ferrolb_config::{Config, LastGood, Resources};
 use ferrolb_k8s::http::{self, Health};
@@ -20,7 +20,8 @@ use futures::stream::{BoxStream, SelectAll};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::PostParams;
 use kube::runtime::watcher::Event as WatchEvent;
 use kube::{Api, Client, Resource};
 use prometheus_client::registry::Registry;
@@ -147,13 +148,8 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     ));
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     tokio::spawn(publish_events(
-        Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "ferrolb-speaker".into(),
-                instance: Some(options.node_name.clone()),
-            },
-        ),
+        client.clone(),
+        options.node_name.clone(),
         events_rx,
     ));
 
@@ -167,7 +163,6 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
         config: Config::default(),
         live: None,
         local: Local::default(),
-        plan: L2Plan::default(),
         status_tx,
         live_nodes: BTreeSet::new(),
         joined: HashMap::new(),
@@ -412,7 +407,6 @@ struct Speaker {
     config: Config,
     live: Option<watch::Receiver<BTreeSet<String>>>,
     local: Local,
-    plan: L2Plan,
     status_tx: watch::Sender<Wanted>,
     /// The nodes counted as having a live speaker in the last plan.
     live_nodes: BTreeSet<String>,
@@ -731,7 +725,6 @@ impl Speaker {
             .owned_addresses
             .set(i64::try_from(local.owned.len()).unwrap_or(i64::MAX));
         self.local = local;
-        self.plan = plan;
         self.publish_statuses();
     }
 
@@ -765,23 +758,48 @@ impl Speaker {
 }
 
 /// Publishes `nodeAssigned` Events one after another, so a burst does not open a connection
-/// per Event.
+/// per Event. Each is created outright: kube's `Recorder` would keep every Event for six
+/// minutes to fold repeats into a series, which for a thousand Services costs more memory
+/// than the speaker's whole view of them, and a speaker announces a Service once.
 async fn publish_events(
-    recorder: Recorder,
+    client: Client,
+    node: String,
     mut events: mpsc::UnboundedReceiver<(ObjectReference, String)>,
 ) {
     while let Some((reference, note)) = events.recv().await {
-        let event = KubeEvent {
-            type_: EventType::Normal,
-            reason: "nodeAssigned".into(),
+        let namespace = reference
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
+        let now = micro_time_now();
+        let event = Event {
+            metadata: kube::api::ObjectMeta {
+                generate_name: Some(format!(
+                    "{}-",
+                    reference.name.as_deref().unwrap_or("service")
+                )),
+                namespace: Some(namespace.clone()),
+                ..Default::default()
+            },
+            event_time: Some(now),
+            type_: Some("Normal".into()),
+            reason: Some("nodeAssigned".into()),
+            action: Some("Announcing".into()),
             note: Some(note),
-            action: "Announcing".into(),
-            secondary: None,
+            regarding: Some(reference.clone()),
+            reporting_controller: Some("ferrolb-speaker".into()),
+            reporting_instance: Some(node.clone()),
+            ..Default::default()
         };
-        if let Err(error) = recorder.publish(&event, &reference).await {
+        if let Err(error) = api.create(&PostParams::default(), &event).await {
             tracing::warn!(object = ?reference.name, %error, "could not publish an Event");
         }
     }
+}
+
+fn micro_time_now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(k8s_openapi::jiff::Timestamp::now())
 }
 
 fn map_event<K>(event: WatchEvent<K>, slim: fn(&mut K)) -> WatchEvent<K> {
