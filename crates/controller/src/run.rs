@@ -13,15 +13,15 @@ use ferrolb_ipam::ServiceKey;
 use ferrolb_k8s::http::{self, Health};
 use ferrolb_k8s::leader::Leadership;
 use ferrolb_k8s::store::{Change, Store};
-use ferrolb_k8s::watch::watch as watch_kind;
+use ferrolb_k8s::watch::{slimmed, watch_as as watch};
+use ferrolb_k8s::{object_reference as reference, shutdown_signal};
 use futures::stream::{BoxStream, SelectAll};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Service};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher::Event as WatchEvent;
-use kube::{Api, Client, Resource};
+use kube::{Api, Client};
 use prometheus_client::registry::Registry;
-use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
 use crate::core::{Core, Decision};
@@ -110,22 +110,6 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     }
     leadership.release().await;
     outcome
-}
-
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutting down");
 }
 
 enum Input {
@@ -239,17 +223,7 @@ impl Controller {
         let ns = &self.namespace;
         let mut all = SelectAll::new();
         all.push(watch(Api::<Service>::all(client.clone()), |event| {
-            Input::Service(match event {
-                WatchEvent::Apply(mut s) => {
-                    slim_service(&mut s);
-                    WatchEvent::Apply(s)
-                }
-                WatchEvent::InitApply(mut s) => {
-                    slim_service(&mut s);
-                    WatchEvent::InitApply(s)
-                }
-                other => other,
-            })
+            Input::Service(slimmed(event, slim_service))
         }));
         all.push(watch(
             Api::<Namespace>::all(client.clone()),
@@ -548,26 +522,5 @@ impl Controller {
             current.insert(name, status);
         }
         self.pool_status = current;
-    }
-}
-
-fn watch<K, F>(api: Api<K>, wrap: F) -> BoxStream<'static, Input>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
-    F: Fn(WatchEvent<K>) -> Input + Send + 'static,
-{
-    watch_kind(api).map(wrap).boxed()
-}
-
-fn reference<K: Resource<DynamicType = ()>>(object: &K) -> ObjectReference {
-    let meta = object.meta();
-    ObjectReference {
-        api_version: Some(K::api_version(&()).to_string()),
-        kind: Some(K::kind(&()).to_string()),
-        name: meta.name.clone(),
-        namespace: meta.namespace.clone(),
-        uid: meta.uid.clone(),
-        resource_version: meta.resource_version.clone(),
-        ..ObjectReference::default()
     }
 }

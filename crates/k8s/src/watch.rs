@@ -47,3 +47,29 @@ where
         })
         .boxed()
 }
+
+/// [`watch`], each event wrapped (say, into a variant of a role's input enum), so that watches
+/// of several kinds merge into one stream.
+pub fn watch_as<K, I, F>(api: Api<K>, wrap: F) -> BoxStream<'static, I>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    F: Fn(Event<K>) -> I + Send + 'static,
+{
+    watch(api).map(wrap).boxed()
+}
+
+/// `event` with `slim` applied to the object it carries: what a role keeps of an object is
+/// decided before the store sees it.
+pub fn slimmed<K>(event: Event<K>, slim: fn(&mut K)) -> Event<K> {
+    match event {
+        Event::Apply(mut object) => {
+            slim(&mut object);
+            Event::Apply(object)
+        }
+        Event::InitApply(mut object) => {
+            slim(&mut object);
+            Event::InitApply(object)
+        }
+        other => other,
+    }
+}

@@ -13,7 +13,8 @@ use ferrolb_api::v1beta1;
 use ferrolb_config::{Config, LastGood, Resources};
 use ferrolb_k8s::http::{self, Health};
 use ferrolb_k8s::store::{Change, Store};
-use ferrolb_k8s::watch::watch as watch_kind;
+use ferrolb_k8s::watch::{slimmed, watch_as as watch};
+use ferrolb_k8s::{object_reference as reference, shutdown_signal};
 use ferrolb_l2::{Responder, ResponderOptions, Scope};
 use ferrolb_membership::Membership;
 use futures::stream::{BoxStream, SelectAll};
@@ -23,9 +24,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::PostParams;
 use kube::runtime::watcher::Event as WatchEvent;
-use kube::{Api, Client, Resource};
+use kube::{Api, Client};
 use prometheus_client::registry::Registry;
-use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -350,22 +350,6 @@ async fn settle(live: &mut watch::Receiver<BTreeSet<String>>) {
     tracing::info!(live = ?*live.borrow(), "membership settled");
 }
 
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutting down");
-}
-
 #[expect(
     clippy::large_enum_variant,
     reason = "one event at a time passes through; boxing would allocate for every event"
@@ -426,13 +410,13 @@ impl Speaker {
         let ns = &self.options.namespace;
         let mut all = SelectAll::new();
         all.push(watch(Api::<Service>::all(client.clone()), |event| {
-            Input::Service(map_event(event, view::slim_service))
+            Input::Service(slimmed(event, view::slim_service))
         }));
         all.push(watch(Api::<EndpointSlice>::all(client.clone()), |event| {
-            Input::Slice(map_event(event, view::slim_slice))
+            Input::Slice(slimmed(event, view::slim_slice))
         }));
         all.push(watch(Api::<Node>::all(client.clone()), |event| {
-            Input::Node(map_event(event, view::slim_node))
+            Input::Node(slimmed(event, view::slim_node))
         }));
         all.push(watch(Api::namespaced(client.clone(), ns), Input::Pool));
         all.push(watch(Api::namespaced(client.clone(), ns), Input::L2));
@@ -800,41 +784,6 @@ async fn publish_events(
 
 fn micro_time_now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime {
     k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(k8s_openapi::jiff::Timestamp::now())
-}
-
-fn map_event<K>(event: WatchEvent<K>, slim: fn(&mut K)) -> WatchEvent<K> {
-    match event {
-        WatchEvent::Apply(mut object) => {
-            slim(&mut object);
-            WatchEvent::Apply(object)
-        }
-        WatchEvent::InitApply(mut object) => {
-            slim(&mut object);
-            WatchEvent::InitApply(object)
-        }
-        other => other,
-    }
-}
-
-fn watch<K, F>(api: Api<K>, wrap: F) -> BoxStream<'static, Input>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
-    F: Fn(WatchEvent<K>) -> Input + Send + 'static,
-{
-    watch_kind(api).map(wrap).boxed()
-}
-
-fn reference<K: Resource<DynamicType = ()>>(object: &K) -> ObjectReference {
-    let meta = object.meta();
-    ObjectReference {
-        api_version: Some(K::api_version(&()).to_string()),
-        kind: Some(K::kind(&()).to_string()),
-        name: meta.name.clone(),
-        namespace: meta.namespace.clone(),
-        uid: meta.uid.clone(),
-        resource_version: meta.resource_version.clone(),
-        ..ObjectReference::default()
-    }
 }
 
 #[cfg(test)]
