@@ -9,6 +9,9 @@
 //! test), all deleted on exit, which takes their links along.
 //! Without root the test is skipped, except under CI (`CI=true`), where it fails.
 
+mod common;
+
+use common::netns::{Netns, ip, privileged};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -18,64 +21,6 @@ use std::time::{Duration, Instant};
 
 const VIP: &str = "198.51.100.77";
 const CLIENT_IP: &str = "198.51.100.1/24";
-
-/// Whether the test can run; panics under CI when it cannot.
-fn privileged() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .find_map(|line| line.strip_prefix("Uid:"))
-        .and_then(|uids| uids.split_whitespace().nth(1))
-        == Some("0");
-    let has_ip = Command::new("ip")
-        .arg("-V")
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if root && has_ip {
-        return true;
-    }
-    let why = if root {
-        "the ip command is missing"
-    } else {
-        "not running as root"
-    };
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("link_following needs root and iproute2 under CI: {why}");
-    }
-    eprintln!("SKIPPED link_following: {why}; run as root to test link following");
-    false
-}
-
-/// Runs `ip ARGS`, failing the test if it fails.
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("running ip");
-    assert!(
-        out.status.success(),
-        "ip {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A network namespace, deleted (with its links) when dropped, also on a failed assert.
-struct Netns(String);
-
-impl Netns {
-    fn new(name: String) -> Netns {
-        // A namespace left behind by a killed earlier run with the same pid.
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        ip(&["netns", "add", &name]);
-        let netns = Netns(name);
-        ip(&["-n", &netns.0, "link", "set", "lo", "up"]);
-        netns
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
 
 /// `l2-responder --follow` in a namespace, stopped by pid when dropped.
 struct ResponderProcess {
@@ -231,7 +176,7 @@ fn resolve(client: &Netns, dev: &str, patience: Duration) -> Option<String> {
 
 #[test]
 fn links_are_followed() {
-    if !privileged() {
+    if !privileged("link_following") {
         return;
     }
     let id = std::process::id() % 100_000;
@@ -355,7 +300,7 @@ fn links_are_followed() {
 
 #[test]
 fn a_scope_naming_links_overrides_the_exclusions_and_limits_the_answers() {
-    if !privileged() {
+    if !privileged("link_following") {
         return;
     }
     let id = std::process::id() % 100_000;

@@ -13,6 +13,7 @@
 
 mod common;
 
+use common::netns::{Netns, ip, privileged};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::IntoRawFd;
@@ -33,54 +34,9 @@ const CLIENT_NS: &str = "FERROLB_L2_TEST_CLIENT_NS";
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 88);
 const SCOPED_VIP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 89);
 
-fn privileged() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .find_map(|line| line.strip_prefix("Uid:"))
-        .and_then(|uids| uids.split_whitespace().nth(1))
-        == Some("0");
-    if root {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("responder_api needs root under CI");
-    }
-    eprintln!("SKIPPED responder_api: not running as root");
-    false
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("running ip");
-    assert!(
-        out.status.success(),
-        "ip {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-struct Netns(String);
-
-impl Netns {
-    fn new(name: String) -> Netns {
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        ip(&["netns", "add", &name]);
-        let netns = Netns(name);
-        ip(&["-n", &netns.0, "link", "set", "lo", "up"]);
-        netns
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
-
 #[test]
 fn the_responder_api_follows_links() {
-    if !privileged() {
+    if !privileged("responder_api") {
         return;
     }
     let id = std::process::id() % 100_000;
@@ -91,7 +47,7 @@ fn the_responder_api_follows_links() {
 
 #[test]
 fn the_kernel_drops_requests_for_addresses_not_owned() {
-    if !privileged() {
+    if !privileged("responder_api") {
         return;
     }
     let id = std::process::id() % 100_000;
