@@ -593,6 +593,7 @@ impl Speaker {
             Some(live) => Speakers::Live(live.borrow().clone()),
             None => Speakers::MembershipDisabled,
         };
+        let live_before = std::mem::take(&mut self.live_nodes);
         self.live_nodes = match &speakers {
             Speakers::Live(live) => live.clone(),
             Speakers::MembershipDisabled => nodes
@@ -691,6 +692,12 @@ impl Speaker {
                     format!("announcing from node \"{me}\" with protocol \"layer2\""),
                 ));
             }
+        }
+        // Most batches change nothing here (another node's Service, an unrelated update): the
+        // metric series and the status map are only rebuilt when this node's share or the
+        // live set moved, which keeps a burst of a thousand Services from churning memory.
+        if local == self.local && self.live_nodes == live_before {
+            return;
         }
         let announced: BTreeSet<AnnouncedLabels> = local
             .services
