@@ -10,6 +10,20 @@ use k8s_openapi::api::core::v1::Service;
 /// The allocator's own types: what a Service asks for is read straight into them.
 pub use ferrolb_ipam::{Addresses, IpFamily, Port, Protocol};
 
+/// The addresses in `status.loadBalancer.ingress`, in order; hostnames and entries that are
+/// not addresses are left out.
+pub fn ingress_ips(service: &Service) -> Vec<IpAddr> {
+    service
+        .status
+        .as_ref()
+        .and_then(|status| status.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|ingress| ingress.ip.as_deref()?.parse().ok())
+        .collect()
+}
+
 /// A MetalLB Service annotation. Each is read under the current prefix `metallb.io/` and the
 /// legacy prefix `metallb.universe.tf/`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

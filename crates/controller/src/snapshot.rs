@@ -64,15 +64,7 @@ impl ServiceSnapshot {
         let spec = service.spec.as_ref();
         let annotations = metadata.annotations.as_ref();
         let annotation = |key: &str| annotations.and_then(|all| all.get(key)).cloned();
-        let status_ips = service
-            .status
-            .as_ref()
-            .and_then(|status| status.load_balancer.as_ref())
-            .and_then(|lb| lb.ingress.as_ref())
-            .into_iter()
-            .flatten()
-            .filter_map(|ingress| ingress.ip.as_deref()?.parse().ok())
-            .collect();
+        let status_ips = ferrolb_api::service::ingress_ips(service);
         Self {
             key: service_key(service),
             created: created(service),

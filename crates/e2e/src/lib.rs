@@ -317,17 +317,7 @@ impl Scenario {
     }
 }
 
-pub fn ingress_ips(service: &Service) -> Vec<IpAddr> {
-    service
-        .status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i.ip.as_deref()?.parse().ok())
-        .collect()
-}
+pub use ferrolb_api::service::ingress_ips;
 
 fn dynamic_api(
     kube: &kube::Client,

@@ -337,14 +337,9 @@ async fn fetch_status(namespace: &str) -> anyhow::Result<String> {
         }
         let service_namespace = service.metadata.namespace.clone().unwrap_or_default();
         let name = service.metadata.name.clone().unwrap_or_default();
-        let addresses: Vec<String> = service
-            .status
-            .as_ref()
-            .and_then(|s| s.load_balancer.as_ref())
-            .and_then(|lb| lb.ingress.as_ref())
-            .into_iter()
-            .flatten()
-            .filter_map(|i| i.ip.clone())
+        let addresses: Vec<String> = ferrolb_api::service::ingress_ips(&service)
+            .iter()
+            .map(ToString::to_string)
             .collect();
         let announced_by = l2
             .iter()

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ferrolb_announce::{Endpoint, Node, Service, ServiceIp, ServiceKey, TrafficPolicy};
+use ferrolb_api::service::ingress_ips;
 use ferrolb_ipam::Pools;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -80,7 +81,8 @@ pub fn service_view(
     };
     view.endpoints = endpoints.into_iter().collect();
     let mut unpooled = Vec::new();
-    for ip in ingress_ips(service) {
+    let ips: BTreeSet<IpAddr> = ingress_ips(service).into_iter().collect();
+    for ip in ips {
         match pools
             .iter()
             .find(|pool| pool.ranges.iter().any(|range| range.contains(ip)))
@@ -93,20 +95,6 @@ pub fn service_view(
         }
     }
     (view, unpooled)
-}
-
-/// The addresses in `status.loadBalancer.ingress`; hostnames and unparsable entries are not
-/// addresses this speaker can answer for.
-pub fn ingress_ips(service: &core::Service) -> BTreeSet<IpAddr> {
-    service
-        .status
-        .as_ref()
-        .and_then(|status| status.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .into_iter()
-        .flatten()
-        .filter_map(|ingress| ingress.ip.as_deref()?.parse().ok())
-        .collect()
 }
 
 /// The election's view of a Node: labels, `Ready`, `NetworkUnavailable`.
