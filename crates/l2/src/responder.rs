@@ -480,6 +480,30 @@ impl Responder {
     /// or no longer on a link, stop being answered for and announced there at once.
     ///
     /// Cheap when nothing changes; must be called inside the tokio runtime.
+    /// Announces owned `ips` again at once and on the schedule, on every link that answers
+    /// for them, as on a takeover: for an address this node kept answering for while another
+    /// node may have announced it meanwhile. Addresses not owned are ignored.
+    pub fn announce_again(&self, ips: &[IpAddr]) {
+        let shared = &self.shared;
+        let mut control = lock(&shared.control);
+        let links = shared.links();
+        let due: Vec<(IpAddr, u32)> = {
+            let owned = read(&shared.owned);
+            ips.iter()
+                .filter_map(|ip| owned.get(ip).map(|entry| (*ip, &entry.scope)))
+                .flat_map(|(ip, scope)| {
+                    links
+                        .iter()
+                        .filter(|link| link.answers(scope))
+                        .map(move |link| (ip, link.index))
+                })
+                .collect()
+        };
+        for (ip, index) in due {
+            shared.schedule_announcements(&mut control, ip, index);
+        }
+    }
+
     pub fn set_owned<I: IntoIterator<Item = (IpAddr, Scope)>>(&self, ips: I) {
         let mut desired: HashMap<IpAddr, Scope> = HashMap::new();
         for (ip, scope) in ips {

@@ -506,6 +506,26 @@ async fn flood_in_namespace() {
         (IpAddr::V6(FLOOD_VIP_V6), Scope::All),
     ];
     responder.set_owned(small.clone());
+
+    // 0. Announced once (one round, no refresh); then again only when asked to.
+    eventually("the takeover announcement", || {
+        counts(&responder, FLOOD_VIP).gratuitous_sent > 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let announced = counts(&responder, FLOOD_VIP).gratuitous_sent;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(counts(&responder, FLOOD_VIP).gratuitous_sent, announced);
+    responder.announce_again(&[IpAddr::V4(FLOOD_VIP), IpAddr::V4(VIP)]);
+    eventually("the address announced again", || {
+        counts(&responder, FLOOD_VIP).gratuitous_sent > announced
+    })
+    .await;
+    assert!(
+        !responder.owns(IpAddr::V4(VIP)),
+        "announce_again took ownership"
+    );
+
     let frames = Arc::new(flood_frames(client_mac));
     let owned_requests = [
         arp_request(client_mac, FLOOD_VIP),

@@ -394,7 +394,8 @@ struct Speaker {
     status_tx: watch::Sender<Wanted>,
     /// The nodes counted as having a live speaker in the last plan.
     live_nodes: BTreeSet<String>,
-    /// When each member joined, as this speaker saw it (members at startup are not here).
+    /// When each node joined the live set, as this speaker's plans saw it (not those in the
+    /// first plan); kept for [`HANDOVER_HOLD`].
     joined: HashMap<String, Instant>,
     /// Addresses handed to a node that has just joined, still answered here until it has had
     /// time to take them (make before break), with when to let go.
@@ -442,10 +443,6 @@ impl Speaker {
     ) -> anyhow::Result<()> {
         let mut links = self.responder.link_changes();
         let mut live = self.live.clone();
-        let mut members: BTreeSet<String> = live
-            .as_ref()
-            .map(|live| live.borrow().clone())
-            .unwrap_or_default();
         self.reconfigure();
         self.decide();
         health.set_ready(true);
@@ -473,12 +470,7 @@ impl Speaker {
                         bail!("the membership agent stopped");
                     }
                     if let Some(live) = live.as_mut() {
-                        let now = live.borrow_and_update().clone();
-                        tracing::info!(live = ?now, "live speakers changed");
-                        for joined in now.difference(&members) {
-                            self.joined.insert(joined.clone(), Instant::now());
-                        }
-                        members = now;
+                        tracing::info!(live = ?*live.borrow_and_update(), "live speakers changed");
                     }
                     dirty = true;
                 }
@@ -602,6 +594,13 @@ impl Speaker {
                 .map(|n| n.name.clone())
                 .collect(),
         };
+        // The first plan has nothing to hand over; after it, a node new to the live set has
+        // just joined (or, without membership, just turned Ready).
+        if !live_before.is_empty() {
+            for joined in self.live_nodes.difference(&live_before) {
+                self.joined.insert(joined.clone(), Instant::now());
+            }
+        }
         let plan = desired_l2(
             &services,
             &nodes,
@@ -633,25 +632,13 @@ impl Speaker {
         self.recheck_at = held.values().map(|(_, until)| *until).min();
         // An address taken back while it was only held (the newcomer died or left within the
         // hold) was answered all along, so the responder sees no change and would not announce
-        // it; but the newcomer may have announced it meanwhile. Dropping it for an instant
-        // makes the responder announce it again.
+        // it; but the newcomer may have announced it meanwhile.
         let retaken: Vec<IpAddr> = local
             .owned
             .keys()
             .filter(|ip| self.held.contains_key(*ip))
             .copied()
             .collect();
-        if !retaken.is_empty() {
-            tracing::info!(?retaken, "taking back addresses held for a node that went");
-            self.responder.set_owned(
-                self.local
-                    .owned
-                    .iter()
-                    .chain(self.held.iter().map(|(ip, (scope, _))| (ip, scope)))
-                    .filter(|(ip, _)| !retaken.contains(ip))
-                    .map(|(ip, scope)| (*ip, scope.clone())),
-            );
-        }
         self.responder.set_owned(
             local
                 .owned
@@ -660,6 +647,10 @@ impl Speaker {
                 .chain(held.iter().map(|(ip, (scope, _))| (*ip, scope.clone()))),
         );
         self.held = held;
+        if !retaken.is_empty() {
+            tracing::info!(?retaken, "taking back addresses held for a node that went");
+            self.responder.announce_again(&retaken);
+        }
         for ip in local.owned.keys() {
             if !self.local.owned.contains_key(ip) {
                 tracing::info!(%ip, "announcing");
