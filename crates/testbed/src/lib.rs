@@ -8,11 +8,13 @@
 mod env;
 mod exec;
 mod ferrolb;
+mod link;
 mod objects;
 mod wait;
 
 pub use env::{Host, Interface, Node, Testbed};
 pub use exec::CommandOutput;
 pub use ferrolb::ManagedProcess;
+pub use link::LinkDown;
 pub use objects::{Family, Pod, ServiceSpec};
 pub use wait::wait_until;

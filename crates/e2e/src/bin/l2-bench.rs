@@ -24,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use ferrolb_e2e::{Scenario, SpeakerPorts, ingress_ips};
 use ferrolb_l2::{ArpOperation, MacAddr, parse_arp, parse_neighbor_advertisement};
-use ferrolb_testbed::{Family, ManagedProcess, Pod, ServiceSpec, Testbed, wait_until};
+use ferrolb_testbed::{Family, LinkDown, ManagedProcess, Pod, ServiceSpec, Testbed, wait_until};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{DeleteParams, PostParams};
@@ -532,134 +532,6 @@ fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
-/// Takes a node's eth0 down and brings it back (also when dropped). A link going down loses
-/// the node's static IPv6 addresses (keep_addr_on_down is 0) and every route through the
-/// link; both are recorded before and put back after.
-struct LinkDown {
-    node: String,
-    down: bool,
-    addresses6: Vec<String>,
-    routes: Vec<(&'static str, String)>,
-}
-
-fn ip_lines(node: &str, args: &[&str]) -> Result<Vec<String>> {
-    let out = std::process::Command::new("ip")
-        .args(["-n", node])
-        .args(args)
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "ip -n {node} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect())
-}
-
-impl LinkDown {
-    /// Records the node's IPv6 addresses and routes on eth0; nothing changes yet.
-    fn prepare(node: &str) -> Result<Self> {
-        let mut addresses6 = Vec::new();
-        for line in ip_lines(
-            node,
-            &["-6", "-o", "addr", "show", "dev", "eth0", "scope", "global"],
-        )? {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            if let Some(i) = words.iter().position(|w| *w == "inet6") {
-                addresses6.extend(words.get(i + 1).map(|a| (*a).to_string()));
-            }
-        }
-        let mut routes = Vec::new();
-        for family in ["-4", "-6"] {
-            for line in ip_lines(node, &[family, "route", "show"])? {
-                if line.contains("dev eth0") && !line.contains("proto kernel") {
-                    routes.push((family, line));
-                }
-            }
-        }
-        Ok(Self {
-            node: node.to_string(),
-            down: false,
-            addresses6,
-            routes,
-        })
-    }
-
-    /// `ip -n NODE link set eth0 down`; from here on, dropping the guard brings it back.
-    fn take_down(&mut self) -> Result<()> {
-        self.down = true;
-        let status = std::process::Command::new("ip")
-            .args(["-n", &self.node, "link", "set", "eth0", "down"])
-            .status()?;
-        if !status.success() {
-            self.restore()?;
-            bail!("ip -n {} link set eth0 down: {status}", self.node);
-        }
-        Ok(())
-    }
-
-    fn restore(&mut self) -> Result<()> {
-        let status = std::process::Command::new("ip")
-            .args(["-n", &self.node, "link", "set", "eth0", "up"])
-            .status()?;
-        ensure!(
-            status.success(),
-            "ip -n {} link set eth0 up: {status}",
-            self.node
-        );
-        self.down = false;
-        for address in &self.addresses6 {
-            let status = std::process::Command::new("ip")
-                .args([
-                    "-n", &self.node, "-6", "addr", "replace", address, "dev", "eth0", "nodad",
-                ])
-                .status()?;
-            ensure!(
-                status.success(),
-                "restoring {address} on {}: {status}",
-                self.node
-            );
-        }
-        let mut failed = Vec::new();
-        for (family, route) in &self.routes {
-            let mut ok = false;
-            for _ in 0..50 {
-                let status = std::process::Command::new("ip")
-                    .args(["-n", &self.node, family, "route", "replace"])
-                    .args(route.split_whitespace())
-                    .stderr(std::process::Stdio::null())
-                    .status()?;
-                if status.success() {
-                    ok = true;
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            if !ok {
-                failed.push(route.clone());
-            }
-        }
-        ensure!(
-            failed.is_empty(),
-            "could not restore routes on {}: {failed:?}",
-            self.node
-        );
-        Ok(())
-    }
-}
-
-impl Drop for LinkDown {
-    fn drop(&mut self) {
-        if self.down
-            && let Err(err) = self.restore()
-        {
-            eprintln!("l2-bench: restoring {}'s eth0 FAILED: {err:#}", self.node);
-        }
-    }
-}
-
 struct Lab {
     scenario: Scenario,
     speakers: BTreeMap<String, ManagedProcess>,
@@ -857,7 +729,7 @@ async fn failover(lab: &mut Lab, runs: usize, rows: &mut Rows) -> Result<()> {
             );
             wait_alone("taking a node's link down").await?;
             let old_macs = lab.macs_of(&node)?;
-            let mut link = LinkDown::prepare(&node)?;
+            let mut link = LinkDown::prepare(lab.testbed(), &node)?;
             let mut speaker = lab
                 .speakers
                 .remove(&node)
