@@ -594,6 +594,27 @@ impl Lab {
 
     /// Waits until one node announces `service` per its ServiceL2Status, the client's neighbour
     /// entry for `vip` names that node, and a request through `vip` succeeds. Returns the node.
+    /// Waits until `vip` is settled on one node, past the previous run's handover, and a probe
+    /// from the client reaches it; returns the announcing node and the running probe.
+    async fn ready_for_run(
+        &self,
+        service: &str,
+        vip: IpAddr,
+        run: usize,
+    ) -> Result<(String, Probe)> {
+        let node = self.settled(service, vip).await?;
+        // The speaker that held the address while the restarted one joined keeps answering
+        // for 2 s (the speaker's HANDOVER_HOLD); a run starting inside that window would
+        // measure a handover between two answering nodes.
+        tokio::time::sleep(SETTLE).await;
+        let mut probe = Probe::start(self.testbed(), vip, 80)?;
+        ensure!(
+            probe.wait_healthy(20, Duration::from_secs(10)).await,
+            "the probe does not reach {vip} before run {run}"
+        );
+        Ok((node, probe))
+    }
+
     async fn settled(&self, service: &str, vip: IpAddr) -> Result<String> {
         let url = match vip {
             IpAddr::V4(v4) => format!("http://{v4}/"),
@@ -717,16 +738,7 @@ async fn failover(lab: &mut Lab, runs: usize, rows: &mut Rows) -> Result<()> {
         let mut down_ms = Vec::new();
         let mut moved_to = BTreeMap::<String, usize>::new();
         for run in 0..runs {
-            let node = lab.settled(service, vip).await?;
-            // The speaker that held the address while the restarted one joined keeps answering
-            // for 2 s (the speaker's HANDOVER_HOLD); a run starting inside that window measures
-            // something else (no gratuitous announcement on the take-back, seen as a failure).
-            tokio::time::sleep(SETTLE).await;
-            let mut probe = Probe::start(lab.testbed(), vip, 80)?;
-            ensure!(
-                probe.wait_healthy(20, Duration::from_secs(10)).await,
-                "the probe does not reach {vip} before run {run}"
-            );
+            let (node, mut probe) = lab.ready_for_run(service, vip, run).await?;
             wait_alone("taking a node's link down").await?;
             let old_macs = lab.macs_of(&node)?;
             let mut link = LinkDown::prepare(lab.testbed(), &node)?;
@@ -816,16 +828,7 @@ async fn handover(lab: &mut Lab, runs: usize, rows: &mut Rows) -> Result<()> {
         let mut success = Vec::new();
         let mut neighbour_ok = 0;
         for run in 0..runs {
-            let node = lab.settled(service, vip).await?;
-            // The speaker that held the address while the restarted one joined keeps answering
-            // for 2 s (the speaker's HANDOVER_HOLD); a run starting inside that window measures
-            // something else (no gratuitous announcement on the take-back, seen as a failure).
-            tokio::time::sleep(SETTLE).await;
-            let mut probe = Probe::start(lab.testbed(), vip, 80)?;
-            ensure!(
-                probe.wait_healthy(20, Duration::from_secs(10)).await,
-                "the probe does not reach {vip} before run {run}"
-            );
+            let (node, mut probe) = lab.ready_for_run(service, vip, run).await?;
             let old_mac = lab.mac_of(&node)?;
             let mut speaker = lab
                 .speakers
