@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use ferrolb_announce::{ServiceKey, Speakers, desired_l2};
-use ferrolb_api::v1beta1;
+use ferrolb_api::v1beta1::{self, ServiceL2Status};
 use ferrolb_config::{Config, LastGood, Resources};
 use ferrolb_k8s::http::{self, Health};
 use ferrolb_k8s::store::{Change, Store};
@@ -140,7 +140,7 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     };
 
     let (status_tx, status_rx) = watch::channel(Wanted::default());
-    let status_writer = tokio::spawn(status::run_status_writer(
+    let status_writer = tokio::spawn(status::run_status_writer::<ServiceL2Status>(
         client.clone(),
         options.namespace.clone(),
         options.node_name.clone(),
@@ -212,7 +212,7 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     responder.set_owned(std::iter::empty());
     match tokio::time::timeout(
         Duration::from_secs(3),
-        status::delete_all(client, &options.namespace, &options.node_name),
+        status::delete_all::<ServiceL2Status>(client, &options.namespace, &options.node_name),
     )
     .await
     {
