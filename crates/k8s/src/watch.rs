@@ -58,6 +58,19 @@ where
     watch(api).map(wrap).boxed()
 }
 
+/// [`watch_as`] narrowed by the watcher's config.
+pub fn watch_as_with<K, I, F>(
+    api: Api<K>,
+    config: watcher::Config,
+    wrap: F,
+) -> BoxStream<'static, I>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    F: Fn(Event<K>) -> I + Send + 'static,
+{
+    watch_with(api, config).map(wrap).boxed()
+}
+
 /// `event` with `slim` applied to the object it carries: what a role keeps of an object is
 /// decided before the store sees it.
 pub fn slimmed<K>(event: Event<K>, slim: fn(&mut K)) -> Event<K> {

@@ -8,6 +8,7 @@
 //! into the election's inputs ([`view`]), this node's share of a plan ([`local`]) and the
 //! ServiceL2Status diff ([`status::status_ops`]).
 
+pub mod bgp;
 pub mod local;
 pub mod metrics;
 mod run;

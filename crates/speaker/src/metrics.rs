@@ -1,7 +1,12 @@
 //! The speaker's metrics, under MetalLB's names where MetalLB has one:
 //! `metallb_speaker_announced{ip,node,protocol,service}`, the per-address
 //! `metallb_layer2_{requests_received,responses_sent,gratuitous_sent}{ip}`, and
-//! `metallb_k8s_client_*`. ferrolb's own: membership and responder totals.
+//! `metallb_k8s_client_*`; per BGP session (label `peer`, `address:port` as MetalLB's native
+//! speaker writes it) `metallb_bgp_session_up`, `metallb_bgp_updates_total`,
+//! `metallb_bgp_announced_prefixes_total`, `metallb_bgp_pending_prefixes_total`, the counters
+//! MetalLB's FRR mode adds that ferrolb counts (`metallb_bgp_notifications_sent`,
+//! `…_notifications_received`, `…_updates_total_received`) and `metallb_bfd_session_up`. ferrolb's own: membership and
+//! responder totals.
 //!
 //! MetalLB's layer-2 counters have no `_total` suffix; an OpenMetrics counter must have one, so
 //! they are exposed untyped (`unknown`) to keep the exact series names dashboards query.
@@ -45,11 +50,33 @@ pub struct Totals {
     pub send_errors: u64,
 }
 
+/// One BGP session's figures, read at scrape time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BgpSessionCounts {
+    /// `address:port` of the peer.
+    pub peer: String,
+    pub session_up: bool,
+    pub updates_sent: u64,
+    pub updates_received: u64,
+    pub notifications_sent: u64,
+    pub notifications_received: u64,
+    /// Prefixes the peer has been sent and not withdrawn.
+    pub announced_prefixes: u64,
+    /// Prefixes the session should advertise (equal to the announced ones once it is up to date).
+    pub pending_prefixes: u64,
+    /// The BFD session's state, for peers with a BFD profile.
+    pub bfd_up: Option<bool>,
+}
+
+/// A BGP family that MetalLB's FRR mode exposes untyped: name, help, which count.
+type BgpFamily = (&'static str, &'static str, fn(&BgpSessionCounts) -> u64);
+
 /// A layer-2 family: name, help, and which count it shows.
 type Layer2Family = (&'static str, &'static str, fn(&Layer2Counts) -> u64);
 
 type Layer2Source = dyn Fn() -> Vec<(IpAddr, Layer2Counts)> + Send + Sync;
 type TotalsSource = dyn Fn() -> Totals + Send + Sync;
+type BgpSource = dyn Fn() -> Vec<BgpSessionCounts> + Send + Sync;
 
 pub struct Metrics {
     pub announced: Family<AnnouncedLabels, Gauge>,
@@ -66,6 +93,7 @@ impl Metrics {
         registry: &mut Registry,
         layer2: Arc<Layer2Source>,
         totals: Arc<TotalsSource>,
+        bgp: Arc<BgpSource>,
     ) -> Self {
         let metrics = Self {
             announced: Family::default(),
@@ -106,7 +134,11 @@ impl Metrics {
             "1 if live speakers come from the SWIM membership, 0 if from Kubernetes Node state",
             metrics.membership_enabled.clone(),
         );
-        registry.register_collector(Box::new(Scraped { layer2, totals }));
+        registry.register_collector(Box::new(Scraped {
+            layer2,
+            totals,
+            bgp,
+        }));
         metrics
     }
 
@@ -126,6 +158,7 @@ impl Metrics {
 struct Scraped {
     layer2: Arc<Layer2Source>,
     totals: Arc<TotalsSource>,
+    bgp: Arc<BgpSource>,
 }
 
 impl fmt::Debug for Scraped {
@@ -137,6 +170,101 @@ impl fmt::Debug for Scraped {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct IpLabel {
     ip: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabel {
+    peer: String,
+}
+
+fn gauge_value(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+impl Scraped {
+    fn encode_bgp(&self, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+        let sessions = (self.bgp)();
+        let label = |s: &BgpSessionCounts| PeerLabel {
+            peer: s.peer.clone(),
+        };
+        let gauges: [BgpFamily; 3] = [
+            (
+                "metallb_bgp_session_up",
+                "BGP session state (1 is up, 0 is down)",
+                |s| u64::from(s.session_up),
+            ),
+            (
+                "metallb_bgp_announced_prefixes_total",
+                "Number of prefixes currently being advertised on the BGP session",
+                |s| s.announced_prefixes,
+            ),
+            (
+                "metallb_bgp_pending_prefixes_total",
+                "Number of prefixes that should be advertised on the BGP session",
+                |s| s.pending_prefixes,
+            ),
+        ];
+        for (name, help, read) in gauges {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for session in &sessions {
+                family
+                    .encode_family(&label(session))?
+                    .encode_gauge(&gauge_value(read(session)))?;
+            }
+        }
+        let mut updates = encoder.encode_descriptor(
+            "metallb_bgp_updates",
+            "Number of BGP UPDATE messages sent",
+            None,
+            MetricType::Counter,
+        )?;
+        for session in &sessions {
+            updates
+                .encode_family(&label(session))?
+                .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(
+                    &session.updates_sent,
+                    None,
+                )?;
+        }
+        let untyped: [BgpFamily; 3] = [
+            (
+                "metallb_bgp_notifications_sent",
+                "Number of BGP NOTIFICATION messages sent",
+                |s| s.notifications_sent,
+            ),
+            (
+                "metallb_bgp_notifications_received",
+                "Number of BGP NOTIFICATION messages received",
+                |s| s.notifications_received,
+            ),
+            (
+                "metallb_bgp_updates_total_received",
+                "Number of BGP UPDATE messages received",
+                |s| s.updates_received,
+            ),
+        ];
+        for (name, help, read) in untyped {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Unknown)?;
+            for session in &sessions {
+                family
+                    .encode_family(&label(session))?
+                    .encode_gauge(&gauge_value(read(session)))?;
+            }
+        }
+        let mut bfd = encoder.encode_descriptor(
+            "metallb_bfd_session_up",
+            "BFD session state (1 is up, 0 is down)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for session in &sessions {
+            if let Some(up) = session.bfd_up {
+                bfd.encode_family(&label(session))?
+                    .encode_gauge(&i64::from(up))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl prometheus_client::collector::Collector for Scraped {
@@ -210,7 +338,7 @@ impl prometheus_client::collector::Collector for Scraped {
             counter.inc_by(value);
             counter.encode(encoder.encode_descriptor(name, help, None, MetricType::Counter)?)?;
         }
-        Ok(())
+        self.encode_bgp(&mut encoder)
     }
 }
 
@@ -239,6 +367,19 @@ mod tests {
                 membership_rejected: 2,
                 ..Totals::default()
             }),
+            Arc::new(|| {
+                vec![BgpSessionCounts {
+                    peer: "198.51.100.3:179".into(),
+                    session_up: true,
+                    updates_sent: 4,
+                    updates_received: 2,
+                    notifications_sent: 1,
+                    announced_prefixes: 12,
+                    pending_prefixes: 12,
+                    bfd_up: Some(true),
+                    ..BgpSessionCounts::default()
+                }]
+            }),
         );
         let labels = |service: &str| AnnouncedLabels {
             ip: "198.51.100.200".into(),
@@ -258,6 +399,13 @@ mod tests {
             "ferrolb_speaker_members_live 3",
             "ferrolb_speaker_membership_rejected_total 2",
             "metallb_k8s_client_updates_total 0",
+            "metallb_bgp_session_up{peer=\"198.51.100.3:179\"} 1",
+            "metallb_bgp_updates_total{peer=\"198.51.100.3:179\"} 4",
+            "metallb_bgp_announced_prefixes_total{peer=\"198.51.100.3:179\"} 12",
+            "metallb_bgp_pending_prefixes_total{peer=\"198.51.100.3:179\"} 12",
+            "metallb_bgp_notifications_sent{peer=\"198.51.100.3:179\"} 1",
+            "metallb_bgp_updates_total_received{peer=\"198.51.100.3:179\"} 2",
+            "metallb_bfd_session_up{peer=\"198.51.100.3:179\"} 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -8,8 +8,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use ferrolb_announce::{ServiceKey, Speakers, desired_l2};
-use ferrolb_api::v1beta1::{self, ServiceL2Status};
+use ferrolb_announce::{ServiceKey, Speakers, desired_bgp, desired_l2};
+use ferrolb_api::v1beta1::{self, ServiceBGPStatus, ServiceL2Status};
+use ferrolb_api::v1beta2;
 use ferrolb_config::{Config, LastGood, Resources};
 use ferrolb_k8s::http::{self, Health};
 use ferrolb_k8s::store::{Change, Store};
@@ -23,7 +24,7 @@ use k8s_openapi::api::core::v1::{Node, ObjectReference, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::PostParams;
-use kube::runtime::watcher::Event as WatchEvent;
+use kube::runtime::watcher::{self, Event as WatchEvent};
 use kube::{Api, Client};
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
@@ -36,6 +37,7 @@ use tokio::time::Instant;
 /// unsolicited NA moves the neighbours' caches to it.
 const HANDOVER_HOLD: Duration = Duration::from_secs(2);
 
+use crate::bgp;
 use crate::local::{Local, handover_holds, local_part, newly_announced};
 use crate::metrics::{AnnouncedLabels, Layer2Counts, Metrics, Totals};
 use crate::status::{self, Desired, Wanted};
@@ -76,6 +78,11 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
         Responder::start(options.responder.clone())
             .await
             .context("starting the ARP/NDP responder (needs CAP_NET_RAW)")?,
+    );
+    let bgp_engine = Arc::new(
+        bgp::Engine::start()
+            .await
+            .context("starting the BGP speaker")?,
     );
     let membership_stats: Arc<OnceLock<Box<dyn Fn() -> ferrolb_membership::Stats + Send + Sync>>> =
         Arc::new(OnceLock::new());
@@ -119,10 +126,12 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
                 }
             }
         };
+        let bgp_counts = bgp_engine.counts_reader();
         Arc::new(Metrics::register(
             &mut registry,
             Arc::new(layer2),
             Arc::new(totals),
+            Arc::new(bgp_counts),
         ))
     };
     let health = Arc::new(Health::default());
@@ -146,6 +155,13 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
         options.node_name.clone(),
         status_rx,
     ));
+    let (bgp_status_tx, bgp_status_rx) = watch::channel(Wanted::default());
+    let bgp_status_writer = tokio::spawn(status::run_status_writer::<ServiceBGPStatus>(
+        client.clone(),
+        options.namespace.clone(),
+        options.node_name.clone(),
+        bgp_status_rx,
+    ));
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     tokio::spawn(publish_events(
         client.clone(),
@@ -164,6 +180,12 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
         live: None,
         local: Local::default(),
         status_tx,
+        bgp: bgp_engine.clone(),
+        bgp_status_tx,
+        bgp_services: BTreeMap::new(),
+        bgp_problems: BTreeSet::new(),
+        announced_l2: BTreeSet::new(),
+        announced_bgp: BTreeSet::new(),
         live_nodes: BTreeSet::new(),
         joined: HashMap::new(),
         held: BTreeMap::new(),
@@ -202,25 +224,36 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
             () = &mut shutdown => Ok(()),
         }
     };
-    // The writer would put back what the cleanup below deletes.
+    // The writers would put back what the cleanup below deletes.
     status_writer.abort();
+    bgp_status_writer.abort();
     health.set_ready(false);
     if let Some(membership) = membership {
         tracing::info!("leaving the membership so that the other speakers take over at once");
         membership.leave().await;
     }
     responder.set_owned(std::iter::empty());
-    match tokio::time::timeout(
-        Duration::from_secs(3),
-        status::delete_all::<ServiceL2Status>(client, &options.namespace, &options.node_name),
-    )
-    .await
-    {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "could not delete this node's ServiceL2Status objects")
+    bgp_engine.shutdown().await;
+    let deleted = tokio::time::timeout(Duration::from_secs(3), async {
+        tokio::join!(
+            status::delete_all::<ServiceL2Status>(
+                client.clone(),
+                &options.namespace,
+                &options.node_name
+            ),
+            status::delete_all::<ServiceBGPStatus>(client, &options.namespace, &options.node_name),
+        )
+    })
+    .await;
+    match deleted {
+        Ok((l2, bgp)) => {
+            for (kind, result) in [("ServiceL2Status", l2), ("ServiceBGPStatus", bgp)] {
+                if let Err(error) = result {
+                    tracing::warn!(kind, %error, "could not delete this node's status objects");
+                }
+            }
         }
-        Err(_) => tracing::warn!("deleting this node's ServiceL2Status objects timed out"),
+        Err(_) => tracing::warn!("deleting this node's status objects timed out"),
     }
     outcome
 }
@@ -360,6 +393,28 @@ enum Input {
     Node(WatchEvent<Node>),
     Pool(WatchEvent<v1beta1::IPAddressPool>),
     L2(WatchEvent<v1beta1::L2Advertisement>),
+    BgpAdvertisement(WatchEvent<v1beta1::BGPAdvertisement>),
+    Peer(WatchEvent<v1beta2::BGPPeer>),
+    BfdProfile(WatchEvent<v1beta1::BFDProfile>),
+    Community(WatchEvent<v1beta1::Community>),
+    /// `kubernetes.io/basic-auth` Secrets of the namespace: BGPPeer `passwordSecret`s.
+    Secret(WatchEvent<Secret>),
+}
+
+impl Input {
+    /// Whether the event is part of the metallb.io configuration (or a peer's password).
+    fn is_config(&self) -> bool {
+        matches!(
+            self,
+            Input::Pool(_)
+                | Input::L2(_)
+                | Input::BgpAdvertisement(_)
+                | Input::Peer(_)
+                | Input::BfdProfile(_)
+                | Input::Community(_)
+                | Input::Secret(_)
+        )
+    }
 }
 
 #[derive(Default)]
@@ -369,6 +424,11 @@ struct Stores {
     nodes: Store<Node>,
     pools: Store<v1beta1::IPAddressPool>,
     l2: Store<v1beta1::L2Advertisement>,
+    bgp_advertisements: Store<v1beta1::BGPAdvertisement>,
+    peers: Store<v1beta2::BGPPeer>,
+    bfd_profiles: Store<v1beta1::BFDProfile>,
+    communities: Store<v1beta1::Community>,
+    secrets: Store<Secret>,
 }
 
 impl Stores {
@@ -378,6 +438,11 @@ impl Stores {
             && self.nodes.synced()
             && self.pools.synced()
             && self.l2.synced()
+            && self.bgp_advertisements.synced()
+            && self.peers.synced()
+            && self.bfd_profiles.synced()
+            && self.communities.synced()
+            && self.secrets.synced()
     }
 }
 
@@ -392,6 +457,15 @@ struct Speaker {
     live: Option<watch::Receiver<BTreeSet<String>>>,
     local: Local,
     status_tx: watch::Sender<Wanted>,
+    bgp: Arc<bgp::Engine>,
+    bgp_status_tx: watch::Sender<Wanted>,
+    /// Per Service this node advertises over BGP, the peers it goes to.
+    bgp_services: BTreeMap<ServiceKey, BTreeSet<String>>,
+    /// Peers that select this node but cannot be served, as last logged.
+    bgp_problems: BTreeSet<(String, String)>,
+    /// `metallb_speaker_announced` series of each protocol.
+    announced_l2: BTreeSet<AnnouncedLabels>,
+    announced_bgp: BTreeSet<AnnouncedLabels>,
     /// The nodes counted as having a live speaker in the last plan.
     live_nodes: BTreeSet<String>,
     /// When each node joined the live set, as this speaker's plans saw it (not those in the
@@ -421,6 +495,23 @@ impl Speaker {
         }));
         all.push(watch(Api::namespaced(client.clone(), ns), Input::Pool));
         all.push(watch(Api::namespaced(client.clone(), ns), Input::L2));
+        all.push(watch(
+            Api::namespaced(client.clone(), ns),
+            Input::BgpAdvertisement,
+        ));
+        all.push(watch(Api::namespaced(client.clone(), ns), Input::Peer));
+        all.push(watch(
+            Api::namespaced(client.clone(), ns),
+            Input::BfdProfile,
+        ));
+        all.push(watch(Api::namespaced(client.clone(), ns), Input::Community));
+        // Peer passwords live in basic-auth Secrets; other Secrets (TLS keys, tokens) of the
+        // namespace are none of the speaker's business and are not even listed.
+        all.push(ferrolb_k8s::watch::watch_as_with(
+            Api::namespaced(client.clone(), ns),
+            watcher::Config::default().fields("type=kubernetes.io/basic-auth"),
+            |event| Input::Secret(slimmed(event, bgp::slim_secret)),
+        ));
         all
     }
 
@@ -457,7 +548,7 @@ impl Speaker {
             tokio::select! {
                 input = inputs.next() => {
                     let input = input.context("the watches ended")?;
-                    config_dirty |= matches!(input, Input::Pool(_) | Input::L2(_));
+                    config_dirty |= input.is_config();
                     dirty |= self.apply(input);
                 }
                 changed = async {
@@ -494,7 +585,7 @@ impl Speaker {
             for _ in 0..10_000 {
                 match inputs.next().now_or_never() {
                     Some(Some(input)) => {
-                        config_dirty |= matches!(input, Input::Pool(_) | Input::L2(_));
+                        config_dirty |= input.is_config();
                         dirty |= self.apply(input);
                     }
                     Some(None) => bail!("the watches ended"),
@@ -532,6 +623,13 @@ impl Speaker {
             Input::Node(event) => !self.stores.nodes.apply(event).is_empty(),
             Input::Pool(event) => !self.stores.pools.apply(event).is_empty(),
             Input::L2(event) => !self.stores.l2.apply(event).is_empty(),
+            Input::BgpAdvertisement(event) => {
+                !self.stores.bgp_advertisements.apply(event).is_empty()
+            }
+            Input::Peer(event) => !self.stores.peers.apply(event).is_empty(),
+            Input::BfdProfile(event) => !self.stores.bfd_profiles.apply(event).is_empty(),
+            Input::Community(event) => !self.stores.communities.apply(event).is_empty(),
+            Input::Secret(event) => !self.stores.secrets.apply(event).is_empty(),
         }
     }
 
@@ -539,7 +637,10 @@ impl Speaker {
         let resources = Resources {
             pools: self.stores.pools.iter().cloned().collect(),
             l2_advertisements: self.stores.l2.iter().cloned().collect(),
-            ..Resources::default()
+            bgp_advertisements: self.stores.bgp_advertisements.iter().cloned().collect(),
+            peers: self.stores.peers.iter().cloned().collect(),
+            bfd_profiles: self.stores.bfd_profiles.iter().cloned().collect(),
+            communities: self.stores.communities.iter().cloned().collect(),
         };
         let served = self.last_good.build(&resources, &BTreeSet::new());
         for error in &served.built.errors {
@@ -558,6 +659,13 @@ impl Speaker {
     /// Recomputes the plan and brings the responder, the statuses, the Events and the
     /// metrics in line with this node's part of it.
     fn decide(&mut self) {
+        let (services, nodes) = self.election_inputs();
+        self.decide_l2(&services, &nodes);
+        self.decide_bgp(&services, &nodes);
+    }
+
+    /// The Services this speaker serves and the Nodes, as the announce crate reads them.
+    fn election_inputs(&mut self) -> (Vec<ferrolb_announce::Service>, Vec<ferrolb_announce::Node>) {
         let lb_class = self.options.lb_class.as_deref();
         let mut services = Vec::new();
         let mut unpooled_now = BTreeSet::new();
@@ -581,6 +689,15 @@ impl Speaker {
         }
         self.unpooled_reported = unpooled_now;
         let nodes: Vec<_> = self.stores.nodes.iter().map(view::node_view).collect();
+        (services, nodes)
+    }
+
+    /// This node's share of the L2 plan: the responder, holds, ServiceL2Status, Events.
+    fn decide_l2(
+        &mut self,
+        services: &[ferrolb_announce::Service],
+        nodes: &[ferrolb_announce::Node],
+    ) {
         let speakers = match &self.live {
             Some(live) => Speakers::Live(live.borrow().clone()),
             None => Speakers::MembershipDisabled,
@@ -602,8 +719,8 @@ impl Speaker {
             }
         }
         let plan = desired_l2(
-            &services,
-            &nodes,
+            services,
+            nodes,
             &self.config.l2_advertisements,
             &speakers,
             &ferrolb_announce::Options {
@@ -702,12 +819,127 @@ impl Speaker {
                 })
             })
             .collect();
-        self.metrics.set_announced(announced);
+        self.announced_l2 = announced;
+        self.metrics.set_announced(
+            self.announced_l2
+                .union(&self.announced_bgp)
+                .cloned()
+                .collect(),
+        );
         self.metrics
             .owned_addresses
             .set(i64::try_from(local.owned.len()).unwrap_or(i64::MAX));
         self.local = local;
         self.publish_statuses();
+    }
+
+    /// This node's BGP part: the sessions, the routes to each peer, ServiceBGPStatus, Events.
+    fn decide_bgp(
+        &mut self,
+        services: &[ferrolb_announce::Service],
+        nodes: &[ferrolb_announce::Node],
+    ) {
+        let me = self.options.node_name.as_str();
+        let Some(node) = nodes.iter().find(|n| n.name == me) else {
+            return;
+        };
+        let plan = desired_bgp(
+            services,
+            node,
+            &self.config.bgp_advertisements,
+            &self.config.peers,
+            &ferrolb_announce::Options {
+                ignore_exclude_lb: self.options.ignore_exclude_lb,
+            },
+        );
+        for conflict in &plan.local_pref_conflicts {
+            tracing::warn!(%conflict, "BGPAdvertisements disagree on LOCAL_PREF; sending the highest");
+        }
+        let passwords: BTreeMap<String, String> = self
+            .stores
+            .secrets
+            .iter()
+            .filter_map(|secret| {
+                Some((secret.metadata.name.clone()?, bgp::secret_password(secret)?))
+            })
+            .collect();
+        let node_ips = self
+            .stores
+            .nodes
+            .iter()
+            .find(|n| n.metadata.name.as_deref() == Some(me))
+            .map(view::internal_ips)
+            .unwrap_or_default();
+        let sessions = bgp::sessions(&self.config, &plan, me, &node_ips, &passwords);
+        let problems: BTreeSet<(String, String)> = sessions.problems.iter().cloned().collect();
+        for (peer, reason) in problems.difference(&self.bgp_problems) {
+            tracing::warn!(%peer, %reason, "no BGP session with this peer");
+        }
+        self.bgp_problems = problems;
+        let routes = bgp::routes(&plan);
+        self.bgp.apply(sessions.sessions, routes);
+
+        let advertised: BTreeMap<ServiceKey, BTreeSet<String>> = plan
+            .services
+            .iter()
+            .filter(|(_, service)| service.is_advertised())
+            .map(|(key, service)| (key.clone(), service.peers.clone()))
+            .collect();
+        for key in advertised.keys() {
+            if self.bgp_services.contains_key(key) {
+                continue;
+            }
+            if let Some(service) = self
+                .stores
+                .services
+                .get(&format!("{}/{}", key.namespace, key.name))
+            {
+                let _ = self.events_tx.send((
+                    reference(service),
+                    format!("announcing from node \"{me}\" with protocol \"bgp\""),
+                ));
+            }
+        }
+        if advertised == self.bgp_services {
+            if self.bgp_status_tx.borrow().live != self.live_nodes {
+                let live = self.live_nodes.clone();
+                self.bgp_status_tx.send_modify(|wanted| wanted.live = live);
+            }
+            return;
+        }
+        let by_key: BTreeMap<&ServiceKey, &ferrolb_announce::Service> =
+            services.iter().map(|s| (&s.key, s)).collect();
+        self.announced_bgp = advertised
+            .keys()
+            .filter_map(|key| by_key.get(key))
+            .flat_map(|service| {
+                service.ips.iter().map(move |ip| AnnouncedLabels {
+                    ip: ip.ip.to_string(),
+                    node: me.to_owned(),
+                    protocol: "bgp".into(),
+                    service: service.key.to_string(),
+                })
+            })
+            .collect();
+        self.metrics.set_announced(
+            self.announced_l2
+                .union(&self.announced_bgp)
+                .cloned()
+                .collect(),
+        );
+        self.bgp_services = advertised;
+        let wanted = Wanted {
+            services: self.bgp_services.clone(),
+            live: self.live_nodes.clone(),
+        };
+        self.bgp_status_tx.send_if_modified(|current| {
+            if *current == wanted {
+                false
+            } else {
+                *current = wanted;
+                true
+            }
+        });
     }
 
     /// Hands the status writer what this node's ServiceL2Status objects should say now.
