@@ -488,8 +488,7 @@ fn discarded_and_unknown_optional_attributes_keep_the_route() {
 fn route_refresh_for_another_family_is_ignored() {
     // AFI 1, SAFI 128 (VPN): RFC 2918 §4 says to ignore it.
     match decode(&frame(5, &[0, 1, 0, 128]), &four_octet()) {
-        Ok(Inbound::TreatAsWithdraw { withdrawn, reason }) => {
-            assert!(withdrawn.is_empty());
+        Ok(Inbound::Ignored { reason }) => {
             assert!(reason.contains("ROUTE-REFRESH"), "{reason}");
         }
         other => panic!("{other:?}"),

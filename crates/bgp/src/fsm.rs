@@ -504,6 +504,10 @@ impl Fsm {
                 }
                 return;
             }
+            Inbound::Ignored { reason } => {
+                tracing::debug!(%reason, "ignoring a message from the peer");
+                return;
+            }
         };
         if let Message::Notification(notification) = message {
             let reason = format!("the peer sent a NOTIFICATION: {notification}");

@@ -357,6 +357,7 @@ impl Session {
                                 Inbound::TreatAsWithdraw { .. } => {
                                     self.status.update(|s| s.updates_received += 1);
                                 }
+                                Inbound::Ignored { .. } => {}
                             }
                             Event::Received(direction, inbound)
                         }

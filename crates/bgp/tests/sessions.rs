@@ -115,6 +115,7 @@ impl FakePeer {
                 return match decoded.map_err(|n| anyhow::anyhow!("undecodable: {n}"))? {
                     Inbound::Message(message) => Ok(Some(message)),
                     Inbound::TreatAsWithdraw { reason, .. } => bail!("malformed UPDATE: {reason}"),
+                    Inbound::Ignored { reason } => bail!("a message to ignore: {reason}"),
                 };
             }
             let read = tokio::time::timeout(WAIT, self.stream.read_buf(&mut self.buffer))

@@ -46,7 +46,7 @@
 //! | ORIGIN or AS_PATH missing with NLRI present; NEXT_HOP missing with prefixes in the NLRI field | `TreatAsWithdraw` | RFC 7606 §3 d |
 //! | ATOMIC_AGGREGATE length ≠ 0, AGGREGATOR length ≠ 6/8, AS4_PATH malformed | discard | RFC 7606 §7.6, §7.7, RFC 6793 §6 |
 //! | any other attribute present twice | later copies discarded | RFC 7606 §3 g |
-//! | ROUTE-REFRESH for an AFI/SAFI other than IPv4/IPv6 unicast, or with a non-zero subtype | `TreatAsWithdraw` with nothing to withdraw (the message is ignored) | RFC 2918 §4, RFC 7313 §5 |
+//! | ROUTE-REFRESH for an AFI/SAFI other than IPv4/IPv6 unicast, or with a non-zero subtype | `Ignored` | RFC 2918 §4, RFC 7313 §5 |
 //!
 //! The RFC 7606 outcome ranks session reset over treat-as-withdraw over discard; the first
 //! NOTIFICATION found wins among resets.
@@ -130,10 +130,13 @@ pub(crate) mod subcode {
 pub enum Inbound {
     Message(Message),
     /// RFC 7606 treat-as-withdraw: the UPDATE was malformed in a way that keeps the session
-    /// up, and every prefix it carried (announced or withdrawn) counts as withdrawn. Also used,
-    /// with nothing withdrawn, for a message the RFCs say to ignore (see the module table).
+    /// up, and every prefix it carried (announced or withdrawn) counts as withdrawn.
     TreatAsWithdraw {
         withdrawn: Vec<IpNet>,
+        reason: String,
+    },
+    /// A well-formed message the RFCs say to ignore (see the module table); not an UPDATE.
+    Ignored {
         reason: String,
     },
 }
@@ -263,10 +266,7 @@ fn decode_notification(body: &[u8]) -> Notification {
 }
 
 fn decode_route_refresh(body: &[u8]) -> Inbound {
-    let ignored = |reason: String| Inbound::TreatAsWithdraw {
-        withdrawn: Vec::new(),
-        reason,
-    };
+    let ignored = |reason: String| Inbound::Ignored { reason };
     match BgpRouteRefreshMessage::parse(&mut SliceReader::new(body)) {
         Ok(refresh) => {
             if refresh.operation_type() != RouteRefreshSubcode::NormalRequest {
