@@ -10,6 +10,7 @@ mod exec;
 mod ferrolb;
 mod link;
 mod objects;
+pub mod routers;
 mod wait;
 
 pub use env::{Host, Interface, Node, Testbed};
