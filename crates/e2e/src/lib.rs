@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use ferrolb_testbed::{Family, ManagedProcess, ServiceSpec, Testbed, wait_until};
+use ferrolb_testbed::{Family, ManagedProcess, Pod, ServiceSpec, Testbed, wait_until};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::events::v1::Event;
@@ -20,9 +20,10 @@ use kube::api::{
 
 /// The metallb.io kinds a test may write (or its speakers leave behind), with their plural
 /// resource names.
-const KINDS: [(&str, &str, &str); 7] = [
+const KINDS: [(&str, &str, &str); 8] = [
     ("v1beta1", "IPAddressPool", "ipaddresspools"),
     ("v1beta1", "ServiceL2Status", "servicel2statuses"),
+    ("v1beta1", "ServiceBGPStatus", "servicebgpstatuses"),
     ("v1beta1", "L2Advertisement", "l2advertisements"),
     ("v1beta1", "BGPAdvertisement", "bgpadvertisements"),
     ("v1beta2", "BGPPeer", "bgppeers"),
@@ -340,6 +341,45 @@ pub fn metric_value(text: &str, name: &str) -> Option<f64> {
         .and_then(|value| value.trim().parse().ok())
 }
 
+/// `testbed pod add` picks a free pod address without a lock of its own.
+static POD_ADD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+impl Scenario {
+    /// Creates Service `spec` as written.
+    pub async fn create(&self, spec: &ServiceSpec) -> Result<()> {
+        self.testbed.create_service(&self.kube, spec).await?;
+        Ok(())
+    }
+
+    /// Adds backend pod `name` on `node`, once more if the first try fails (a busy testbed
+    /// can be slow to show the echo server up).
+    pub async fn add_backend(&self, name: &str, node: &str) -> Result<Pod> {
+        let _lock = POD_ADD.lock().await;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            // `testbed pod del` leaves the node's neighbour entry for the pod's address, and
+            // `pod add` hands the address to the next pod, with a new MAC: the node keeps
+            // sending to the old MAC for seconds and `pod add` times out waiting for its echo.
+            self.testbed
+                .exec(node, &["ip", "neigh", "flush", "dev", "cni0"])
+                .await?
+                .ok()?;
+            match self.testbed.add_pod(name, node).await {
+                Ok(pod) => return Ok(pod),
+                Err(err) => {
+                    // A failed `pod add` leaves its namespace behind (there is no Pod to drop).
+                    let _ = self.testbed.script(&["pod", "del", name]).await;
+                    if attempt == 2 {
+                        return Err(err.context(format!("adding pod {name} on {node} (twice)")));
+                    }
+                    eprintln!("adding pod {name} on {node} failed, once more: {err:#}");
+                }
+            }
+        }
+    }
+}
+
 // ---- speakers ---------------------------------------------------------------------------------
 
 /// The ports one scenario's speakers use. Speakers of several scenarios may run on one node at
@@ -384,6 +424,26 @@ fn l2_status_api(kube: &kube::Client, namespace: &str) -> Api<DynamicObject> {
     Api::namespaced_with(kube.clone(), namespace, &resource)
 }
 
+fn bgp_status_api(kube: &kube::Client, namespace: &str) -> Api<DynamicObject> {
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("metallb.io", "v1beta1", "ServiceBGPStatus"),
+        "servicebgpstatuses",
+    );
+    Api::namespaced_with(kube.clone(), namespace, &resource)
+}
+
+/// One ServiceBGPStatus object as the tests read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BgpStatus {
+    pub name: String,
+    /// The `metallb.io/node` label.
+    pub node_label: Option<String>,
+    /// `.status.node`.
+    pub node: Option<String>,
+    /// `.status.peers`.
+    pub peers: Vec<String>,
+}
+
 impl Scenario {
     /// Creates or replaces the Secret `memberlist` (key `secretkey`) in the configuration
     /// namespace, from which the speakers read the membership's shared key.
@@ -407,6 +467,28 @@ impl Scenario {
         )
         .await
         .context("writing Secret memberlist")?;
+        Ok(())
+    }
+
+    /// Creates or replaces a `kubernetes.io/basic-auth` Secret `name` in the configuration
+    /// namespace with key `password` (what a BGPPeer's `passwordSecret` names).
+    pub async fn create_password_secret(&self, name: &str, password: &str) -> Result<()> {
+        use k8s_openapi::api::core::v1::Secret;
+        let api: Api<Secret> = Api::namespaced(self.kube.clone(), &self.config_namespace);
+        let secret: Secret = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/basic-auth",
+            "metadata": {"name": name, "namespace": self.config_namespace},
+            "stringData": {"password": password},
+        }))?;
+        api.patch(
+            name,
+            &PatchParams::apply("ferrolb-e2e").force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .with_context(|| format!("writing Secret {name}"))?;
         Ok(())
     }
 
@@ -563,6 +645,51 @@ impl Scenario {
             })
             .collect();
         statuses.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(statuses)
+    }
+
+    /// Deletes every ServiceBGPStatus in the configuration namespace.
+    pub async fn clear_bgp_statuses(&self) -> Result<()> {
+        bgp_status_api(&self.kube, &self.config_namespace)
+            .delete_collection(&DeleteParams::default(), &ListParams::default())
+            .await
+            .context("deleting ServiceBGPStatus objects")?;
+        Ok(())
+    }
+
+    /// The ServiceBGPStatus objects about Service `name` of this scenario, sorted by node.
+    pub async fn bgp_statuses(&self, name: &str) -> Result<Vec<BgpStatus>> {
+        let selector = format!(
+            "metallb.io/service-name={name},metallb.io/service-namespace={}",
+            self.namespace
+        );
+        let list = bgp_status_api(&self.kube, &self.config_namespace)
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .context("listing ServiceBGPStatus objects")?;
+        let mut statuses: Vec<BgpStatus> = list
+            .items
+            .into_iter()
+            .map(|object| {
+                let status = &object.data["status"];
+                BgpStatus {
+                    name: object.metadata.name.clone().unwrap_or_default(),
+                    node_label: object
+                        .metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get("metallb.io/node").cloned()),
+                    node: status["node"].as_str().map(str::to_string),
+                    peers: status["peers"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|p| p.as_str().map(str::to_string))
+                        .collect(),
+                }
+            })
+            .collect();
+        statuses.sort_by(|a, b| a.node.cmp(&b.node));
         Ok(statuses)
     }
 

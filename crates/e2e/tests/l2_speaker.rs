@@ -28,8 +28,6 @@ use ferrolb_testbed::{Family, LinkDown, ManagedProcess, Pod, ServiceSpec, Testbe
 /// Tests that change node labels or links take it for writing; every other test of this file
 /// holds it for reading, so they never see another test's node go away.
 static TOPOLOGY: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
-/// `testbed pod add` picks a free pod address without a lock of its own.
-static POD_ADD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn pool(name: &str, ranges: &[&str]) -> String {
     format!(
@@ -96,30 +94,7 @@ impl Lab {
             "{}-{suffix}",
             self.scenario.namespace.trim_start_matches("svc-")
         );
-        let _lock = POD_ADD.lock().await;
-        // A failed `pod add` leaves its namespace behind (there is no Pod to drop): remove it,
-        // and try once more, since a busy testbed can be slow to show the echo server up.
-        let mut attempt = 0;
-        let pod = loop {
-            attempt += 1;
-            // `testbed pod del` leaves the node's neighbour entry for the pod's address, and
-            // `pod add` hands the address to the next pod, with a new MAC: the node keeps
-            // sending to the old MAC for seconds and `pod add` times out waiting for its echo.
-            self.testbed()
-                .exec(node, &["ip", "neigh", "flush", "dev", "cni0"])
-                .await?
-                .ok()?;
-            match self.testbed().add_pod(&name, node).await {
-                Ok(pod) => break pod,
-                Err(err) => {
-                    let _ = self.testbed().script(&["pod", "del", &name]).await;
-                    if attempt == 2 {
-                        return Err(err.context(format!("adding pod {name} on {node} (twice)")));
-                    }
-                    eprintln!("adding pod {name} on {node} failed, once more: {err:#}");
-                }
-            }
-        };
+        let pod = self.scenario.add_backend(&name, node).await?;
         self.pods.push(pod);
         Ok(self.pods.len() - 1)
     }
