@@ -238,8 +238,39 @@ spec:
 apiVersion: metallb.io/v1beta1
 kind: L2Advertisement
 metadata: {name: lan}
+---
+apiVersion: metallb.io/v1beta1
+kind: BFDProfile
+metadata: {name: slow}
+---
+apiVersion: metallb.io/v1beta1
+kind: Community
+metadata: {name: aliases}
+spec:
+  communities: [{name: edge, value: "64512:300"}]
+---
+apiVersion: metallb.io/v1beta1
+kind: BGPAdvertisement
+metadata: {name: lan}
+spec:
+  communities: [edge]
+---
+# Nothing listens there: the BGP side only has to read its configuration and write its statuses.
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: nobody}
+spec:
+  myASN: 64512
+  peerASN: 64501
+  peerAddress: 198.51.100.3
+  peerPort: 1799
+  bfdProfile: slow
+  passwordSecret: {name: bgp-password}
 "#,
         )
+        .await?;
+    scenario
+        .create_password_secret("bgp-password", "rbac")
         .await?;
     scenario.start_controller()?;
     let pod = scenario.testbed.add_pod("rbac-speaker", "node-1").await?;
@@ -300,6 +331,28 @@ metadata: {name: lan}
         || announcer(None),
     )
     .await?;
+    // BGP mode: every node advertises, and writes its ServiceBGPStatus.
+    wait_until(
+        "a ServiceBGPStatus from every node, naming the peer",
+        Duration::from_secs(20),
+        || async {
+            let statuses = scenario
+                .bgp_statuses("web")
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            let nodes: Vec<&str> = statuses
+                .iter()
+                .filter(|s| s.peers == ["nobody"])
+                .filter_map(|s| s.node.as_deref())
+                .collect();
+            if nodes.len() == 3 {
+                Ok(())
+            } else {
+                Err(format!("{statuses:?}"))
+            }
+        },
+    )
+    .await?;
     scenario
         .wait_event("web", "nodeAssigned", &format!("\"{first}\""))
         .await?;
@@ -316,6 +369,22 @@ metadata: {name: lan}
     )
     .await?;
     ensure!(second != first);
+    wait_until(
+        "the stopped node's ServiceBGPStatus to be gone",
+        Duration::from_secs(20),
+        || async {
+            let statuses = scenario
+                .bgp_statuses("web")
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            if statuses.len() == 2 && statuses.iter().all(|s| s.node.as_deref() != Some(&first)) {
+                Ok(())
+            } else {
+                Err(format!("{statuses:?}"))
+            }
+        },
+    )
+    .await?;
     for (speaker, (node, _)) in speakers.iter_mut().zip(&nodes) {
         let log = std::fs::read_to_string(&speaker.log)?;
         ensure!(
