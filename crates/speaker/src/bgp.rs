@@ -477,19 +477,286 @@ async fn follow_bfd(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferrolb_announce::RouteAttributes;
+    use ferrolb_config::peers::{BfdProfile as ConfigBfdProfile, Peer};
+
+    fn peer(name: &str, address: &str) -> Peer {
+        Peer {
+            name: name.into(),
+            my_asn: 64512,
+            peer_asn: peers::PeerAsn::Fixed(64501),
+            local_asn: None,
+            endpoint: PeerEndpoint::Address(address.parse().expect("address")),
+            port: 179,
+            source_address: None,
+            hold_time: None,
+            keepalive_time: None,
+            connect_time: None,
+            router_id: None,
+            node_selectors: Vec::new(),
+            password: None,
+            bfd_profile: None,
+            graceful_restart: false,
+            ebgp_multihop: false,
+            vrf: None,
+            disable_mp: false,
+            dual_stack_address_family: false,
+        }
+    }
+
+    /// A plan in which every peer of `config` selects this node.
+    fn plan_for(config: &Config) -> BgpPlan {
+        BgpPlan {
+            peers: config
+                .peers
+                .keys()
+                .map(|name| (name.clone(), BTreeMap::new()))
+                .collect(),
+            ..BgpPlan::default()
+        }
+    }
+
+    fn node_ips() -> Vec<IpAddr> {
+        vec![
+            "198.51.100.11".parse().expect("v4"),
+            "2001:db8:100::11".parse().expect("v6"),
+        ]
+    }
+
+    fn config_with(peers: Vec<Peer>) -> Config {
+        Config {
+            peers: peers.into_iter().map(|p| (p.name.clone(), p)).collect(),
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn a_plain_peer_gets_metallbs_defaults_and_the_nodes_addresses() {
+        let config = config_with(vec![peer("router", "198.51.100.3")]);
+        let out = sessions(
+            &config,
+            &plan_for(&config),
+            "node-1",
+            &node_ips(),
+            &BTreeMap::new(),
+        );
+        assert!(out.problems.is_empty(), "{:?}", out.problems);
+        let [session] = out.sessions.as_slice() else {
+            panic!("{out:?}");
+        };
+        let c = &session.config;
+        assert_eq!(
+            c.router_id,
+            Ipv4Addr::new(198, 51, 100, 11),
+            "the node's IPv4"
+        );
+        assert_eq!((c.local_asn, c.peer_asn), (64512, PeerAsn::Fixed(64501)));
+        assert_eq!(c.hold_time, Duration::from_secs(90));
+        assert_eq!(c.keepalive_time, Duration::from_secs(30));
+        assert_eq!(c.families, BTreeSet::from([Family::Ipv4Unicast]));
+        assert_eq!(c.next_hop_v6, Some("2001:db8:100::11".parse().expect("v6")));
+        assert!(session.bfd.is_none());
+    }
+
+    #[test]
+    fn timers_given_alone_imply_the_other_and_options_pass_through() {
+        let mut p = peer("router", "2001:db8:100::3");
+        p.hold_time = Some(Duration::from_secs(9));
+        p.router_id = Some(Ipv4Addr::new(192, 0, 2, 77));
+        p.local_asn = Some(65000);
+        p.dual_stack_address_family = true;
+        p.graceful_restart = true;
+        p.ebgp_multihop = true;
+        p.port = 1790;
+        let mut q = peer("other", "198.51.100.4");
+        q.keepalive_time = Some(Duration::from_secs(5));
+        q.dual_stack_address_family = true;
+        q.disable_mp = true;
+        let config = config_with(vec![p, q]);
+        let out = sessions(
+            &config,
+            &plan_for(&config),
+            "node-1",
+            &node_ips(),
+            &BTreeMap::new(),
+        );
+        let by_name: BTreeMap<&str, &PeerConfig> = out
+            .sessions
+            .iter()
+            .map(|s| (s.config.name.as_str(), &s.config))
+            .collect();
+        let router = by_name["router"];
+        assert_eq!(router.keepalive_time, Duration::from_secs(3));
+        assert_eq!(router.router_id, Ipv4Addr::new(192, 0, 2, 77));
+        assert_eq!(router.local_asn, 65000, "localASN is the AS presented");
+        assert_eq!(
+            router.families,
+            BTreeSet::from([Family::Ipv4Unicast, Family::Ipv6Unicast])
+        );
+        assert!(router.graceful_restart && router.ebgp_multihop);
+        assert_eq!(router.port, 1790);
+        let other = by_name["other"];
+        assert_eq!(other.hold_time, Duration::from_secs(15));
+        assert_eq!(
+            other.families,
+            BTreeSet::from([Family::Ipv4Unicast]),
+            "disableMP keeps a session to its own family"
+        );
+    }
+
+    #[test]
+    fn passwords_come_inline_or_from_a_secret_and_a_missing_secret_is_reported() {
+        let mut inline = peer("inline", "198.51.100.3");
+        inline.password = Some(Password::Inline("a".into()));
+        let mut secret = peer("secret", "198.51.100.4");
+        secret.password = Some(Password::Secret("router-password".into()));
+        let mut missing = peer("missing", "198.51.100.5");
+        missing.password = Some(Password::Secret("nowhere".into()));
+        let config = config_with(vec![inline, secret, missing]);
+        let passwords = BTreeMap::from([("router-password".to_string(), "b".to_string())]);
+        let out = sessions(
+            &config,
+            &plan_for(&config),
+            "node-1",
+            &node_ips(),
+            &passwords,
+        );
+        let by_name: BTreeMap<&str, Option<&str>> = out
+            .sessions
+            .iter()
+            .map(|s| (s.config.name.as_str(), s.config.password.as_deref()))
+            .collect();
+        assert_eq!(
+            by_name,
+            BTreeMap::from([("inline", Some("a")), ("secret", Some("b"))]),
+            "a session without its password would never come up: none is opened"
+        );
+        assert_eq!(out.problems.len(), 1);
+        assert_eq!(out.problems[0].0, "missing");
+        assert!(out.problems[0].1.contains("nowhere"), "{:?}", out.problems);
+    }
+
+    #[test]
+    fn only_peers_of_the_plan_get_sessions_and_unnumbered_peers_are_reported() {
+        let mut unnumbered = peer("unnumbered", "198.51.100.3");
+        unnumbered.endpoint = PeerEndpoint::Interface("eth0".into());
+        let config = config_with(vec![
+            peer("selected", "198.51.100.3"),
+            peer("elsewhere", "198.51.100.4"),
+            unnumbered,
+        ]);
+        let mut plan = plan_for(&config);
+        plan.peers.remove("elsewhere");
+        let out = sessions(&config, &plan, "node-1", &node_ips(), &BTreeMap::new());
+        let names: Vec<&str> = out
+            .sessions
+            .iter()
+            .map(|s| s.config.name.as_str())
+            .collect();
+        assert_eq!(names, ["selected"]);
+        assert_eq!(out.problems.len(), 1);
+        assert!(out.problems[0].1.contains("unnumbered"));
+    }
+
+    #[test]
+    fn a_bfd_profile_guards_the_session_with_the_nodes_address_of_the_peers_family() {
+        let mut p = peer("router", "2001:db8:100::3");
+        p.bfd_profile = Some("fast".into());
+        let mut q = peer("ghost", "198.51.100.3");
+        q.bfd_profile = Some("nonexistent".into());
+        let mut config = config_with(vec![p, q]);
+        config.bfd_profiles.insert(
+            "fast".into(),
+            ConfigBfdProfile {
+                name: "fast".into(),
+                receive_interval_ms: Some(100),
+                transmit_interval_ms: Some(150),
+                detect_multiplier: Some(4),
+                echo_interval_ms: None,
+                echo_mode: false,
+                passive_mode: true,
+                minimum_ttl: None,
+            },
+        );
+        let out = sessions(
+            &config,
+            &plan_for(&config),
+            "node-1",
+            &node_ips(),
+            &BTreeMap::new(),
+        );
+        let router = out
+            .sessions
+            .iter()
+            .find(|s| s.config.name == "router")
+            .expect("router session");
+        let (local, profile) = router.bfd.clone().expect("BFD");
+        assert_eq!(local, "2001:db8:100::11".parse::<IpAddr>().expect("v6"));
+        assert_eq!(profile.receive_interval, Duration::from_millis(100));
+        assert_eq!(profile.transmit_interval, Duration::from_millis(150));
+        assert_eq!(profile.detect_multiplier, 4);
+        assert!(profile.passive);
+        assert!(
+            out.problems
+                .iter()
+                .any(|(peer, reason)| peer == "ghost" && reason.contains("nonexistent")),
+            "{:?}",
+            out.problems
+        );
+    }
+
+    #[test]
+    fn routes_split_standard_and_large_communities() {
+        let prefix: IpNet = "203.0.113.10/32".parse().expect("prefix");
+        let plan = BgpPlan {
+            peers: BTreeMap::from([(
+                "router".to_string(),
+                BTreeMap::from([(
+                    prefix,
+                    RouteAttributes {
+                        local_pref: Some(150),
+                        communities: BTreeSet::from([
+                            Community::Standard(0xfde8_0064),
+                            Community::Large(1, 2, 3),
+                        ]),
+                    },
+                )]),
+            )]),
+            ..BgpPlan::default()
+        };
+        let routes = routes(&plan);
+        assert_eq!(
+            routes["router"][&prefix],
+            Advertised {
+                local_pref: Some(150),
+                communities: vec![0xfde8_0064],
+                large_communities: vec![[1, 2, 3]],
+            }
+        );
+    }
 
     #[test]
     fn the_hashed_router_id_is_metallbs() {
-        // crc32.ChecksumIEEE("node-1") written little-endian, as MetalLB's hashRouterId does.
-        let crc = crc32_ieee(b"node-1");
         assert_eq!(
             crc32_ieee(b"123456789"),
             0xcbf4_3926,
             "the CRC-32 check value"
         );
+        // MetalLB writes crc32.ChecksumIEEE(name) little-endian into the four octets.
+        let crc = crc32_ieee(b"node-1");
         assert_eq!(
             hashed_router_id("node-1"),
             Ipv4Addr::from(crc.to_le_bytes())
         );
+        let config = config_with(vec![peer("router", "2001:db8:100::3")]);
+        let v6_only = vec!["2001:db8:100::11".parse().expect("v6")];
+        let out = sessions(
+            &config,
+            &plan_for(&config),
+            "node-1",
+            &v6_only,
+            &BTreeMap::new(),
+        );
+        assert_eq!(out.sessions[0].config.router_id, hashed_router_id("node-1"));
     }
 }
