@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use ferrolb_e2e::{BgpStatus, Scenario, SpeakerPorts, metric_with_labels};
-use ferrolb_testbed::routers::{BfdTimers, Daemon, Neighbor, RibRoute, Router, RouterConfig};
+use ferrolb_testbed::routers::{
+    BfdTimers, Daemon, Families, Neighbor, RibRoute, Router, RouterConfig,
+};
 use ferrolb_testbed::{Family, LinkDown, ManagedProcess, Pod, ServiceSpec, Testbed, wait_until};
 
 /// One router, one set of node addresses: one test at a time.
@@ -617,22 +619,28 @@ async fn frr_bird_and_gobgp_take_routes_over_ebgp_and_over_ibgp_with_md5() -> Re
 async fn session_options_and_aggregation_reach_the_router() -> Result<()> {
     let testbed = Testbed::get();
     let node1 = testbed.node("node-1")?.host.ip4;
-    let config = pool("routed", &["203.0.113.64/28"])
+    let config = pool("routed", &["203.0.113.64/28", "2001:db8:203::40/124"])
         + &peer(
             "router-v4",
             IpAddr::V4(testbed.router.ip4),
             ROUTER_ASN,
             &format!(
-                "  dynamicASN: external\n  routerID: 192.0.2.77\n  sourceAddress: \"{node1}\"\n  ebgpMultiHop: true\n  holdTime: 30s\n  nodeSelectors:\n  - matchLabels: {{kubernetes.io/hostname: node-1}}\n"
+                "  dynamicASN: external\n  routerID: 192.0.2.77\n  sourceAddress: \"{node1}\"\n  ebgpMultiHop: true\n  holdTime: 30s\n  dualStackAddressFamily: true\n  nodeSelectors:\n  - matchLabels: {{kubernetes.io/hostname: node-1}}\n"
             ),
         )
         .replace(&format!("  peerASN: {ROUTER_ASN}\n"), "")
-        + &advertisement("routed", "routed", "  aggregationLength: 28\n");
+        + &advertisement(
+            "routed",
+            "routed",
+            "  aggregationLength: 28\n  aggregationLengthV6: 124\n",
+        );
     let mut router = RouterConfig::new(ROUTER_ASN, testbed.router.ip4);
     for node in &testbed.nodes {
-        router
-            .neighbors
-            .push(Neighbor::new(IpAddr::V4(node.host.ip4), NODE_ASN));
+        // IPv6 routes ride the IPv4 session (dualStackAddressFamily).
+        router.neighbors.push(Neighbor {
+            families: Families::BOTH,
+            ..Neighbor::new(IpAddr::V4(node.host.ip4), NODE_ASN)
+        });
     }
     let mut lab = Lab::start("bgp-options", 10, &config, Daemon::Frr, &router).await?;
     lab.wait_sessions([IpAddr::V4(node1)]).await?;
@@ -662,15 +670,38 @@ async fn session_options_and_aggregation_reach_the_router() -> Result<()> {
         );
     }
     let a = lab.add_pod("a", "node-2").await?;
-    let spec = lab.scenario.service("web", &[Family::V4]);
+    let spec = lab.scenario.service("web", &[Family::V4, Family::V6]);
     lab.scenario.create(&spec).await?;
     lab.publish(&spec, &[a]).await?;
-    let ip = lab.scenario.wait_assigned("web").await?[0];
+    let ips = lab.scenario.wait_assigned("web").await?;
+    let ip4 = *ips.iter().find(|ip| ip.is_ipv4()).context("no IPv4")?;
+    let ip6 = *ips.iter().find(|ip| ip.is_ipv6()).context("no IPv6")?;
     let aggregate: ipnet::IpNet = "203.0.113.64/28".parse()?;
-    ensure!(aggregate.contains(&ip), "{ip} is outside {aggregate}");
+    ensure!(aggregate.contains(&ip4), "{ip4} is outside {aggregate}");
     lab.wait_paths(aggregate, &BTreeSet::from([IpAddr::V4(node1)]))
         .await?;
-    lab.reach_pods(&url(ip, spec.port), &[a]).await?;
+    lab.reach_pods(&url(ip4, spec.port), &[a]).await?;
+    // The IPv6 aggregate came over the IPv4 session, with node-1's IPv6 address as next hop.
+    let aggregate6: ipnet::IpNet = "2001:db8:203::40/124".parse()?;
+    ensure!(aggregate6.contains(&ip6), "{ip6} is outside {aggregate6}");
+    let node1_v6 = IpAddr::V6(testbed.node("node-1")?.host.ip6);
+    let routes = lab
+        .router()?
+        .wait_rib(
+            &format!("{aggregate6} over the IPv4 session, next hop {node1_v6}"),
+            RIB_TIMEOUT,
+            |routes| {
+                routes.iter().any(|r| {
+                    r.prefix == aggregate6 && r.peer == IpAddr::V4(node1) && r.next_hop == node1_v6
+                })
+            },
+        )
+        .await?;
+    ensure!(
+        routes.iter().filter(|r| r.prefix == aggregate6).count() == 1,
+        "{routes:?}"
+    );
+    lab.reach_pods(&url(ip6, spec.port), &[a]).await?;
     lab.pass().await
 }
 
