@@ -184,6 +184,7 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
         bgp_status_tx,
         bgp_services: BTreeMap::new(),
         bgp_problems: BTreeSet::new(),
+        bgp_active: false,
         announced_l2: BTreeSet::new(),
         announced_bgp: BTreeSet::new(),
         live_nodes: BTreeSet::new(),
@@ -463,6 +464,8 @@ struct Speaker {
     bgp_services: BTreeMap<ServiceKey, BTreeSet<String>>,
     /// Peers that select this node but cannot be served, as last logged.
     bgp_problems: BTreeSet<(String, String)>,
+    /// The last BGP pass had peers configured (a pass without any runs once, to clear).
+    bgp_active: bool,
     /// `metallb_speaker_announced` series of each protocol.
     announced_l2: BTreeSet<AnnouncedLabels>,
     announced_bgp: BTreeSet<AnnouncedLabels>,
@@ -839,6 +842,13 @@ impl Speaker {
         services: &[ferrolb_announce::Service],
         nodes: &[ferrolb_announce::Node],
     ) {
+        // Without BGPPeers nothing is advertised: an L2-only cluster pays nothing per batch,
+        // once the last peer's sessions, statuses and metrics have been cleared.
+        let active = !self.config.peers.is_empty();
+        if !active && !self.bgp_active {
+            return;
+        }
+        self.bgp_active = active;
         let me = self.options.node_name.as_str();
         let Some(node) = nodes.iter().find(|n| n.name == me) else {
             return;
