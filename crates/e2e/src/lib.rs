@@ -380,6 +380,57 @@ impl Scenario {
     }
 }
 
+// ---- benchmarks sharing the testbed -------------------------------------------------------------
+
+/// Configuration namespaces (`--namespace`, default `metallb-system`) of running ferrolb or
+/// MetalLB speakers, other than `ours`.
+pub fn foreign_speakers(ours: &[&str]) -> Vec<String> {
+    let out = std::process::Command::new("ps")
+        .args(["-eo", "pid,args"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let mut found = Vec::new();
+    for line in out.lines().filter(|l| l.contains(" speaker ")) {
+        if !line.contains("ferrolb") && !line.contains("metallb") {
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let ns = words
+            .iter()
+            .position(|w| *w == "--namespace")
+            .and_then(|i| words.get(i + 1))
+            .copied()
+            .unwrap_or("metallb-system");
+        if !ours.contains(&ns) {
+            found.push(ns.to_string());
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// Waits (`limit` at most, polling every 10 s) until no speakers but `ours` run: a benchmark
+/// about to take a node's link down, or to flood the LAN, would break other users' tests.
+pub async fn wait_alone(bench: &str, ours: &[&str], what: &str, limit: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let others = foreign_speakers(ours);
+        if others.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!(
+                "speakers of {others:?} still run after {} s; {what} not measured",
+                limit.as_secs()
+            );
+        }
+        eprintln!("{bench}: waiting for speakers of {others:?} to stop before {what}");
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+}
+
 // ---- speakers ---------------------------------------------------------------------------------
 
 /// The ports one scenario's speakers use. Speakers of several scenarios may run on one node at

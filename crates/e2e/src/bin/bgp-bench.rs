@@ -614,49 +614,8 @@ fn pid_of(process: &ManagedProcess) -> Result<u32> {
     process.pid().context("the speaker is not running")
 }
 
-/// Namespaces of running speakers that are not this benchmark's.
-fn foreign_speakers() -> Vec<String> {
-    let out = std::process::Command::new("ps")
-        .args(["-eo", "pid,args"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    let mut found = Vec::new();
-    for line in out.lines().filter(|l| l.contains(" speaker ")) {
-        if !line.contains("ferrolb") && !line.contains("metallb") {
-            continue;
-        }
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let ns = words
-            .iter()
-            .position(|w| *w == "--namespace")
-            .and_then(|i| words.get(i + 1))
-            .copied()
-            .unwrap_or("metallb-system");
-        if !OURS.contains(&ns) {
-            found.push(ns.to_string());
-        }
-    }
-    found.sort();
-    found.dedup();
-    found
-}
-
-/// Waits (10 minutes at most) until no other session's speakers run: taking node-1's link
-/// down would break their tests.
 async fn wait_alone(what: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10 * 60);
-    loop {
-        let others = foreign_speakers();
-        if others.is_empty() {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("speakers of {others:?} still run after 10 minutes; {what} not measured");
-        }
-        eprintln!("bgp-bench: waiting for speakers of {others:?} to stop before {what}");
-        tokio::time::sleep(Duration::from_secs(10)).await;
-    }
+    ferrolb_e2e::wait_alone("bgp-bench", OURS, what, Duration::from_secs(10 * 60)).await
 }
 
 // ---- 1. convergence and 5. RSS: 10,000 Services, one speaker ----------------------------------

@@ -469,45 +469,8 @@ const SCALE_PORTS: SpeakerPorts = SpeakerPorts {
     metrics: 17811,
 };
 
-/// Namespaces of running speakers that are not ours.
-fn foreign_speakers() -> Vec<String> {
-    let out = std::process::Command::new("ps")
-        .args(["-eo", "pid,args"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    let mut found = Vec::new();
-    for line in out.lines().filter(|l| l.contains("ferrolb speaker")) {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let ns = words
-            .iter()
-            .position(|w| *w == "--namespace")
-            .and_then(|i| words.get(i + 1))
-            .copied()
-            .unwrap_or("metallb-system");
-        if !OURS.contains(&ns) {
-            found.push(ns.to_string());
-        }
-    }
-    found.sort();
-    found.dedup();
-    found
-}
-
-/// Waits (15 minutes at most, polling every 10 s) until no other session's speakers run.
 async fn wait_alone(what: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(15 * 60);
-    loop {
-        let others = foreign_speakers();
-        if others.is_empty() {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("speakers of {others:?} still run after 15 minutes; {what} not measured");
-        }
-        eprintln!("l2-bench: waiting for speakers of {others:?} to stop before {what}");
-        tokio::time::sleep(Duration::from_secs(10)).await;
-    }
+    ferrolb_e2e::wait_alone("l2-bench", OURS, what, Duration::from_secs(15 * 60)).await
 }
 
 fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
