@@ -483,6 +483,15 @@ fn bgp_status_api(kube: &kube::Client, namespace: &str) -> Api<DynamicObject> {
     Api::namespaced_with(kube.clone(), namespace, &resource)
 }
 
+/// The `metallb.io/node` label of a status object.
+fn node_label(object: &DynamicObject) -> Option<String> {
+    object
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("metallb.io/node").cloned())
+}
+
 /// One ServiceBGPStatus object as the tests read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BgpStatus {
@@ -660,26 +669,16 @@ impl Scenario {
     /// The ServiceL2Status objects in the configuration namespace about Service `name` of this
     /// scenario (by their `metallb.io/service-name` / `-namespace` labels), by object name.
     pub async fn l2_statuses(&self, name: &str) -> Result<Vec<L2Status>> {
-        let selector = format!(
-            "metallb.io/service-name={name},metallb.io/service-namespace={}",
-            self.namespace
-        );
-        let list = l2_status_api(&self.kube, &self.config_namespace)
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .context("listing ServiceL2Status objects")?;
-        let mut statuses: Vec<L2Status> = list
-            .items
+        let objects = self
+            .status_objects(l2_status_api(&self.kube, &self.config_namespace), name)
+            .await?;
+        let mut statuses: Vec<L2Status> = objects
             .into_iter()
             .map(|object| {
                 let status = &object.data["status"];
                 L2Status {
                     name: object.metadata.name.clone().unwrap_or_default(),
-                    node_label: object
-                        .metadata
-                        .labels
-                        .as_ref()
-                        .and_then(|l| l.get("metallb.io/node").cloned()),
+                    node_label: node_label(&object),
                     node: status["node"].as_str().map(str::to_string),
                     interfaces: status["interfaces"]
                         .as_array()
@@ -710,26 +709,16 @@ impl Scenario {
 
     /// The ServiceBGPStatus objects about Service `name` of this scenario, sorted by node.
     pub async fn bgp_statuses(&self, name: &str) -> Result<Vec<BgpStatus>> {
-        let selector = format!(
-            "metallb.io/service-name={name},metallb.io/service-namespace={}",
-            self.namespace
-        );
-        let list = bgp_status_api(&self.kube, &self.config_namespace)
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .context("listing ServiceBGPStatus objects")?;
-        let mut statuses: Vec<BgpStatus> = list
-            .items
+        let objects = self
+            .status_objects(bgp_status_api(&self.kube, &self.config_namespace), name)
+            .await?;
+        let mut statuses: Vec<BgpStatus> = objects
             .into_iter()
             .map(|object| {
                 let status = &object.data["status"];
                 BgpStatus {
                     name: object.metadata.name.clone().unwrap_or_default(),
-                    node_label: object
-                        .metadata
-                        .labels
-                        .as_ref()
-                        .and_then(|l| l.get("metallb.io/node").cloned()),
+                    node_label: node_label(&object),
                     node: status["node"].as_str().map(str::to_string),
                     peers: status["peers"]
                         .as_array()
@@ -742,6 +731,24 @@ impl Scenario {
             .collect();
         statuses.sort_by(|a, b| a.node.cmp(&b.node));
         Ok(statuses)
+    }
+
+    /// The status objects (of `api`'s kind) about Service `name` of this scenario, by their
+    /// `metallb.io/service-name` / `-namespace` labels.
+    async fn status_objects(
+        &self,
+        api: Api<DynamicObject>,
+        name: &str,
+    ) -> Result<Vec<DynamicObject>> {
+        let selector = format!(
+            "metallb.io/service-name={name},metallb.io/service-namespace={}",
+            self.namespace
+        );
+        Ok(api
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .with_context(|| format!("listing status objects of {name}"))?
+            .items)
     }
 
     /// Every ServiceL2Status in the configuration namespace labelled with `node`.
