@@ -380,6 +380,41 @@ impl Scenario {
     }
 }
 
+// ---- failure reports ----------------------------------------------------------------------------
+
+/// The last `lines` lines of a log file (empty if it cannot be read).
+pub fn tail(path: &std::path::Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// What to show when a test with speakers fails: the stopped speakers' logs (`old_logs`), the
+/// running ones', then the scenario's controllers'.
+pub fn speaker_log_tails(
+    scenario: &Scenario,
+    speakers: &BTreeMap<String, ManagedProcess>,
+    old_logs: &[std::path::PathBuf],
+) -> String {
+    let mut text = String::new();
+    for log in old_logs {
+        text.push_str(&format!(
+            "== {} (stopped)\n{}\n",
+            log.display(),
+            tail(log, 30)
+        ));
+    }
+    for (node, process) in speakers {
+        text.push_str(&format!(
+            "== speaker on {node}: {}\n{}\n",
+            process.log.display(),
+            process.log_tail()
+        ));
+    }
+    text.push_str(&scenario.log_tails());
+    text
+}
+
 // ---- benchmarks sharing the testbed -------------------------------------------------------------
 
 /// Configuration namespaces (`--namespace`, default `metallb-system`) of running ferrolb or

@@ -282,14 +282,7 @@ impl Lab {
     }
 
     fn log_tails(&self) -> String {
-        let mut out = self.scenario.log_tails();
-        for (node, process) in &self.speakers {
-            out.push_str(&format!("--- speaker {node} ---\n{}\n", process.log_tail()));
-        }
-        for log in &self.old_logs {
-            out.push_str(&format!("--- {} ---\n{}\n", log.display(), tail(log, 40)));
-        }
-        out
+        ferrolb_e2e::speaker_log_tails(&self.scenario, &self.speakers, &self.old_logs)
     }
 }
 
@@ -303,12 +296,6 @@ impl Drop for Lab {
             );
         }
     }
-}
-
-fn tail(path: &std::path::Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 fn host_prefix(ip: IpAddr) -> ipnet::IpNet {

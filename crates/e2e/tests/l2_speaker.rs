@@ -261,23 +261,7 @@ impl Lab {
     }
 
     fn log_tails(&self) -> String {
-        let mut text = String::new();
-        for log in &self.old_logs {
-            text.push_str(&format!(
-                "== {} (stopped)\n{}\n",
-                log.display(),
-                tail(log, 30)
-            ));
-        }
-        for (node, process) in &self.speakers {
-            text.push_str(&format!(
-                "== speaker on {node}: {}\n{}\n",
-                process.log.display(),
-                process.log_tail()
-            ));
-        }
-        text.push_str(&self.scenario.log_tails());
-        text
+        ferrolb_e2e::speaker_log_tails(&self.scenario, &self.speakers, &self.old_logs)
     }
 }
 
@@ -291,12 +275,6 @@ impl Drop for Lab {
             );
         }
     }
-}
-
-fn tail(path: &std::path::Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 fn macs_in(text: &str) -> BTreeSet<String> {
