@@ -9,12 +9,13 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use ferrolb_bfd::{Bfd, ControlPacket, Diag, PeerState, Profile, State};
+use ferrolb_testns::{Netns, ip, privileged_with};
 use nix::sched::CloneFlags;
 use tokio::sync::{mpsc, watch};
 
@@ -24,63 +25,6 @@ const OURS_V6: &str = "2001:db8:100::241";
 const FRR_V6: &str = "2001:db8:100::242";
 const INTERVAL_MS: u64 = 100;
 const DETECT_MULT: u8 = 3;
-
-/// Whether this test can run (root, iproute2, FRR); panics under CI (`CI=true`) when it
-/// cannot, so that a test that did not run is never taken for one that passed.
-fn privileged(suite: &str) -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .find_map(|line| line.strip_prefix("Uid:"))
-        .and_then(|uids| uids.split_whitespace().nth(1))
-        == Some("0");
-    let has_ip = Command::new("ip")
-        .arg("-V")
-        .output()
-        .is_ok_and(|out| out.status.success());
-    let has_frr = Path::new("/usr/lib/frr/bfdd").exists();
-    let why = match (root, has_ip, has_frr) {
-        (true, true, true) => return true,
-        (false, _, _) => "not running as root",
-        (true, false, _) => "the ip command is missing",
-        (true, true, false) => "FRR's bfdd is not installed (/usr/lib/frr/bfdd)",
-    };
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{suite} needs root, iproute2 and FRR under CI: {why}");
-    }
-    eprintln!("SKIPPED {suite}: {why}; run as root");
-    false
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("running ip");
-    assert!(
-        out.status.success(),
-        "ip {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A network namespace, deleted (with its links) when dropped, also on a failed assert.
-struct Netns(String);
-
-impl Netns {
-    fn new(name: String) -> Netns {
-        // Left behind by a killed earlier run with the same pid.
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        ip(&["netns", "add", &name]);
-        let netns = Netns(name);
-        ip(&["-n", &netns.0, "link", "set", "lo", "up"]);
-        netns
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
 
 /// Moves the calling thread into `netns` (sockets it opens afterwards live there).
 fn enter(netns: &str) {
@@ -356,7 +300,7 @@ fn forge_admin_down(netns: &str, from: &str, to: &str, ttl: u32) {
 
 #[test]
 fn against_frr_bfdd() {
-    if !privileged("frr_bfdd") {
+    if !privileged_with("frr_bfdd", &["/usr/lib/frr/bfdd"]) {
         return;
     }
     let pid = std::process::id();

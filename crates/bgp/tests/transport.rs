@@ -11,12 +11,12 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ferrolb_bgp::transport::{
     BGP_PORT, ConnectOptions, Listener, TransportError, connect, set_min_ttl, set_ttl,
 };
+use ferrolb_testns::{Netns, ip};
 use socket2::SockRef;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -50,7 +50,7 @@ macro_rules! in_namespace {
             if !privileged() {
                 return;
             }
-            let netns = Netns::new();
+            let netns = test_netns();
             run_inside(&netns, stringify!($inner));
         }
     )*};
@@ -69,7 +69,7 @@ fn vrf_binding_when_the_kernel_has_vrfs() {
     if !privileged() {
         return;
     }
-    let netns = Netns::new();
+    let netns = test_netns();
     let vrf = ip_may_fail(&[
         "-n", &netns.0, "link", "add", VRF, "type", "vrf", "table", "10",
     ]);
@@ -90,94 +90,36 @@ fn vrf_binding_when_the_kernel_has_vrfs() {
     run_inside(&netns, "inside_vrf");
 }
 
-/// Whether this process may make namespaces; panics under CI when it may not, so that a test
-/// that did not run is never taken for one that passed.
 fn privileged() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .find_map(|line| line.strip_prefix("Uid:"))
-        .and_then(|uids| uids.split_whitespace().nth(1))
-        == Some("0");
-    let has_ip = Command::new("ip")
-        .arg("-V")
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if root && has_ip {
-        return true;
-    }
-    let why = if root {
-        "the ip command is missing"
-    } else {
-        "not running as root"
-    };
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("the transport tests need root and iproute2 under CI: {why}");
-    }
-    eprintln!("SKIP transport tests: {why}; run as root");
-    false
+    ferrolb_testns::privileged("the transport tests")
 }
 
 fn ip_may_fail(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|error| error.to_string())?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
-    }
-}
-
-fn ip(args: &[&str]) {
-    if let Err(why) = ip_may_fail(args) {
-        panic!("ip {} failed: {why}", args.join(" "));
-    }
+    ferrolb_testns::try_ip(args)
 }
 
 /// A namespace with loopback up and the test addresses on it; deleted (with its devices) when
 /// dropped, also when an assertion fails.
-struct Netns(String);
-
-impl Netns {
-    fn new() -> Netns {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "bgpt-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        // One left behind by a killed earlier run that had the same pid.
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        ip(&["netns", "add", &name]);
-        let netns = Netns(name);
-        ip(&["-n", &netns.0, "link", "set", "lo", "up"]);
-        for address in V4 {
-            ip(&[
-                "-n",
-                &netns.0,
-                "addr",
-                "add",
-                &format!("{address}/32"),
-                "dev",
-                "lo",
-            ]);
-        }
-        for address in V6 {
-            let address = format!("{address}/128");
-            ip(&[
-                "-n", &netns.0, "addr", "add", &address, "dev", "lo", "nodad",
-            ]);
-        }
-        netns
+fn test_netns() -> Netns {
+    let netns = Netns::unique("bgpt");
+    for address in V4 {
+        ip(&[
+            "-n",
+            &netns.0,
+            "addr",
+            "add",
+            &format!("{address}/32"),
+            "dev",
+            "lo",
+        ]);
     }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    for address in V6 {
+        let address = format!("{address}/128");
+        ip(&[
+            "-n", &netns.0, "addr", "add", &address, "dev", "lo", "nodad",
+        ]);
     }
+    netns
 }
 
 /// Runs this binary's test `test` inside `netns` and fails if it fails or does not run.

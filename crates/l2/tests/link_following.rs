@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::netns::{Netns, ip, privileged};
+use ferrolb_testns::{Netns, ip, privileged};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;

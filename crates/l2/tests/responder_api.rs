@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::netns::{Netns, ip, privileged};
+use ferrolb_testns::{Netns, ip, privileged};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::IntoRawFd;

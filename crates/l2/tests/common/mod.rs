@@ -4,8 +4,6 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
-pub mod netns;
-
 use std::net::Ipv6Addr;
 
 use ferrolb_l2::MacAddr;
