@@ -4,6 +4,8 @@
 //! loadBalancerClass and controller process, so that tests run side by side without seeing
 //! each other's Services or pools.
 
+pub mod stats;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
