@@ -323,6 +323,17 @@ fn router_config(
     config
 }
 
+/// A router with ECMP peering with every node over IPv4 only, each neighbour as `neighbor`
+/// makes it from the node's address.
+fn router_config_v4(testbed: &Testbed, neighbor: impl Fn(IpAddr) -> Neighbor) -> RouterConfig {
+    let mut config = RouterConfig::new(ROUTER_ASN, testbed.router.ip4);
+    config.ecmp = true;
+    for node in &testbed.nodes {
+        config.neighbors.push(neighbor(IpAddr::V4(node.host.ip4)));
+    }
+    config
+}
+
 // ---- 1. FRR, eBGP, dual-stack, ECMP, through kube-proxy --------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -461,13 +472,7 @@ async fn local_policy_advertises_only_from_nodes_with_an_endpoint() -> Result<()
     let config = pool("routed", &["203.0.113.20-203.0.113.29"])
         + &peer("router-v4", IpAddr::V4(testbed.router.ip4), ROUTER_ASN, "")
         + &advertisement("routed", "routed", "");
-    let mut router = RouterConfig::new(ROUTER_ASN, testbed.router.ip4);
-    router.ecmp = true;
-    for node in &testbed.nodes {
-        router
-            .neighbors
-            .push(Neighbor::new(IpAddr::V4(node.host.ip4), NODE_ASN));
-    }
+    let router = router_config_v4(&testbed, |a| Neighbor::new(a, NODE_ASN));
     let mut lab = Lab::start("bgp-local", 2, &config, Daemon::Frr, &router).await?;
     let v4 = lab.node_addresses(Family::V4);
     lab.wait_sessions(v4.values().copied()).await?;
@@ -621,14 +626,11 @@ async fn session_options_and_aggregation_reach_the_router() -> Result<()> {
             "routed",
             "  aggregationLength: 28\n  aggregationLengthV6: 124\n",
         );
-    let mut router = RouterConfig::new(ROUTER_ASN, testbed.router.ip4);
-    for node in &testbed.nodes {
-        // IPv6 routes ride the IPv4 session (dualStackAddressFamily).
-        router.neighbors.push(Neighbor {
-            families: Families::BOTH,
-            ..Neighbor::new(IpAddr::V4(node.host.ip4), NODE_ASN)
-        });
-    }
+    // IPv6 routes ride the IPv4 session (dualStackAddressFamily).
+    let router = router_config_v4(&testbed, |a| Neighbor {
+        families: Families::BOTH,
+        ..Neighbor::new(a, NODE_ASN)
+    });
     let mut lab = Lab::start("bgp-options", 10, &config, Daemon::Frr, &router).await?;
     lab.wait_sessions([IpAddr::V4(node1)]).await?;
     let neighbors: serde_json::Value = serde_json::from_str(
@@ -703,12 +705,7 @@ async fn a_peer_sending_a_malformed_update_gets_a_notification_and_others_keep_t
         + &peer("router", router_ip, ROUTER_ASN, "")
         + &peer("bad", router_ip, 64666, "  peerPort: 1790\n")
         + &advertisement("routed", "routed", "");
-    let mut router = RouterConfig::new(ROUTER_ASN, testbed.router.ip4);
-    for node in &testbed.nodes {
-        router
-            .neighbors
-            .push(Neighbor::new(IpAddr::V4(node.host.ip4), NODE_ASN));
-    }
+    let router = router_config_v4(&testbed, |a| Neighbor::new(a, NODE_ASN));
     let bad_peer_bin = testbed.repo().join("target/debug/bgp-bad-peer");
     ensure!(
         bad_peer_bin.exists(),
@@ -801,18 +798,14 @@ async fn bfd_takes_a_lost_nodes_routes_away_long_before_the_hold_time() -> Resul
             "  bfdProfile: fast\n  holdTime: 90s\n",
         )
         + &advertisement("routed", "routed", "");
-    let mut router = RouterConfig::new(ROUTER_ASN, testbed.router.ip4);
-    router.ecmp = true;
-    for node in &testbed.nodes {
-        router.neighbors.push(Neighbor {
-            bfd: Some(BfdTimers {
-                rx_ms: 100,
-                tx_ms: 100,
-                multiplier: 3,
-            }),
-            ..Neighbor::new(IpAddr::V4(node.host.ip4), NODE_ASN)
-        });
-    }
+    let router = router_config_v4(&testbed, |a| Neighbor {
+        bfd: Some(BfdTimers {
+            rx_ms: 100,
+            tx_ms: 100,
+            multiplier: 3,
+        }),
+        ..Neighbor::new(a, NODE_ASN)
+    });
     let mut lab = Lab::start("bgp-bfd", 8, &config, Daemon::Frr, &router).await?;
     let v4 = lab.node_addresses(Family::V4);
     lab.wait_sessions(v4.values().copied()).await?;
@@ -882,14 +875,10 @@ async fn graceful_restart_keeps_a_restarting_speakers_routes() -> Result<()> {
             "  enableGracefulRestart: true\n",
         )
         + &advertisement("routed", "routed", "");
-    let mut router = RouterConfig::new(ROUTER_ASN, testbed.router.ip4);
-    router.ecmp = true;
-    for node in &testbed.nodes {
-        router.neighbors.push(Neighbor {
-            graceful_restart: true,
-            ..Neighbor::new(IpAddr::V4(node.host.ip4), NODE_ASN)
-        });
-    }
+    let router = router_config_v4(&testbed, |a| Neighbor {
+        graceful_restart: true,
+        ..Neighbor::new(a, NODE_ASN)
+    });
     let mut lab = Lab::start("bgp-gr", 9, &config, Daemon::Frr, &router).await?;
     let v4 = lab.node_addresses(Family::V4);
     lab.wait_sessions(v4.values().copied()).await?;
