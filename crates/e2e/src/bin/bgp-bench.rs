@@ -246,8 +246,12 @@ impl Counter {
 }
 
 fn parse_frr_summary(text: &str) -> Result<BTreeMap<IpAddr, Held>> {
-    let value: Value = serde_json::from_str(text)
-        .with_context(|| format!("FRR summary is not JSON: {}", &text[..text.len().min(300)]))?;
+    let value: Value = serde_json::from_str(text).with_context(|| {
+        format!(
+            "FRR summary is not JSON: {}",
+            text.chars().take(300).collect::<String>()
+        )
+    })?;
     let mut out = BTreeMap::new();
     for (address, peer) in value["peers"].as_object().into_iter().flatten() {
         let Ok(address) = address.parse::<IpAddr>() else {
@@ -268,7 +272,7 @@ fn parse_gobgp_neighbors(text: &str) -> Result<BTreeMap<IpAddr, Held>> {
     let value: Value = serde_json::from_str(text).with_context(|| {
         format!(
             "`gobgp neighbor -j` is not JSON: {}",
-            &text[..text.len().min(300)]
+            text.chars().take(300).collect::<String>()
         )
     })?;
     let mut out = BTreeMap::new();
