@@ -18,9 +18,7 @@ impl From<v1beta1::BGPPeer> for v1beta2::BGPPeer {
         Self {
             metadata: peer.metadata,
             spec: peer.spec.into(),
-            status: peer
-                .status
-                .map(|v1beta1::BGPPeerStatus {}| v1beta2::BGPPeerStatus {}),
+            status: peer.status,
         }
     }
 }
@@ -30,9 +28,7 @@ impl From<v1beta2::BGPPeer> for v1beta1::BGPPeer {
         Self {
             metadata: peer.metadata,
             spec: peer.spec.into(),
-            status: peer
-                .status
-                .map(|v1beta2::BGPPeerStatus {}| v1beta1::BGPPeerStatus {}),
+            status: peer.status,
         }
     }
 }
@@ -161,11 +157,19 @@ mod tests {
                 ..ObjectMeta::default()
             },
             spec: full_v1beta1_spec(),
-            status: Some(v1beta1::BGPPeerStatus {}),
+            status: Some(v1beta1::BGPPeerStatus {
+                nodes: vec![v1beta1::BGPPeerNodeStatus {
+                    node: "node-1".into(),
+                    session: "Established".into(),
+                    bfd: Some("Up".into()),
+                    last_transition_time: None,
+                    message: None,
+                }],
+            }),
         };
         let converted = v1beta2::BGPPeer::from(peer.clone());
         assert_eq!(converted.metadata, peer.metadata);
-        assert_eq!(converted.status, Some(v1beta2::BGPPeerStatus {}));
+        assert_eq!(converted.status, peer.status);
         assert_eq!(
             converted.spec,
             v1beta2::BGPPeerSpec {

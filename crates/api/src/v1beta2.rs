@@ -1,7 +1,7 @@
 //! `metallb.io/v1beta2`: BGPPeer, the storage version of that kind.
 
 use k8s_openapi::api::core::v1::SecretReference;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -175,6 +175,36 @@ pub enum DynamicAsn {
     External,
 }
 
-/// BGPPeer has no status yet; the empty object keeps the status subresource.
+/// What the speakers see of their sessions with this peer. MetalLB leaves this object empty;
+/// ferrolb lists one entry per node that should peer, written by that node's speaker alone
+/// (server-side apply into a list keyed by `node`, so speakers never overwrite each other).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
-pub struct BGPPeerStatus {}
+pub struct BGPPeerStatus {
+    /// One entry per node whose speaker should peer with this router.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["node"]))]
+    pub nodes: Vec<BGPPeerNodeStatus>,
+}
+
+/// One node's session with the peer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BGPPeerNodeStatus {
+    /// The node whose speaker writes this entry.
+    pub node: String,
+    /// The BGP session's state (RFC 4271): `Idle`, `Connect`, `Active`, `OpenSent`,
+    /// `OpenConfirm` or `Established`; `NotPeering` when the node should peer but cannot
+    /// (`message` says why).
+    pub session: String,
+    /// The BFD session's state (`Up`, `Down`, `Init`, `AdminDown`; `Unavailable` when the
+    /// speaker could not open BFD's port), when the peer names a BFDProfile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<String>,
+    /// When `session` last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+    /// Why the node does not peer, why the session last went down, or which routes it cannot
+    /// carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

@@ -770,6 +770,22 @@ impl Scenario {
         Ok(statuses)
     }
 
+    /// The entries of BGPPeer `peer`'s status (one per node that should peer), sorted by node.
+    pub async fn peer_status(
+        &self,
+        peer: &str,
+    ) -> Result<Vec<ferrolb_api::v1beta2::BGPPeerNodeStatus>> {
+        let api: Api<ferrolb_api::v1beta2::BGPPeer> =
+            Api::namespaced(self.kube.clone(), &self.config_namespace);
+        let object = api
+            .get(peer)
+            .await
+            .with_context(|| format!("reading BGPPeer {peer}"))?;
+        let mut nodes = object.status.map(|s| s.nodes).unwrap_or_default();
+        nodes.sort_by(|a, b| a.node.cmp(&b.node));
+        Ok(nodes)
+    }
+
     /// The status objects (of `api`'s kind) about Service `name` of this scenario, by their
     /// `metallb.io/service-name` / `-namespace` labels.
     async fn status_objects(

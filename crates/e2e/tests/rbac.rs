@@ -353,6 +353,27 @@ spec:
         },
     )
     .await?;
+    // Each node's entry in the BGPPeer's status: nothing listens, so no session is up.
+    wait_until(
+        "an entry from every node in BGPPeer nobody's status",
+        Duration::from_secs(20),
+        || async {
+            let entries = scenario
+                .peer_status("nobody")
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            let down = entries
+                .iter()
+                .filter(|e| e.session != "Established" && e.bfd.is_some())
+                .count();
+            if entries.len() == 3 && down == 3 {
+                Ok(())
+            } else {
+                Err(format!("{entries:?}"))
+            }
+        },
+    )
+    .await?;
     scenario
         .wait_event("web", "nodeAssigned", &format!("\"{first}\""))
         .await?;
@@ -381,6 +402,22 @@ spec:
                 Ok(())
             } else {
                 Err(format!("{statuses:?}"))
+            }
+        },
+    )
+    .await?;
+    wait_until(
+        "the stopped node's entry to leave BGPPeer nobody's status",
+        Duration::from_secs(20),
+        || async {
+            let entries = scenario
+                .peer_status("nobody")
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            if entries.len() == 2 && entries.iter().all(|e| e.node != first) {
+                Ok(())
+            } else {
+                Err(format!("{entries:?}"))
             }
         },
     )

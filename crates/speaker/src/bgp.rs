@@ -394,6 +394,11 @@ impl Engine {
         self.status.clone()
     }
 
+    /// Each BFD session's state by the peer's address; `None` when BFD could not be started.
+    pub fn bfd_states(&self) -> Option<watch::Receiver<BTreeMap<IpAddr, ferrolb_bfd::PeerState>>> {
+        self.bfd.as_ref().map(Bfd::states)
+    }
+
     /// Stops every session (without a NOTIFICATION where graceful restart is on, so routers
     /// keep the routes until this speaker is back) and every BFD session (AdminDown).
     pub async fn shutdown(&self) {

@@ -11,6 +11,7 @@
 pub mod bgp;
 pub mod local;
 pub mod metrics;
+pub mod peer_status;
 mod run;
 pub mod status;
 pub mod view;

@@ -25,7 +25,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::PostParams;
 use kube::runtime::watcher::{self, Event as WatchEvent};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -40,6 +40,7 @@ const HANDOVER_HOLD: Duration = Duration::from_secs(2);
 use crate::bgp;
 use crate::local::{Local, handover_holds, local_part, newly_announced};
 use crate::metrics::{AnnouncedLabels, Layer2Counts, Metrics, Totals};
+use crate::peer_status;
 use crate::status::{self, Desired, Wanted};
 use crate::view::{self, EndpointIndex};
 
@@ -162,6 +163,15 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
         options.node_name.clone(),
         bgp_status_rx,
     ));
+    let (peer_status_tx, peer_status_rx) = watch::channel(peer_status::Inputs::default());
+    let peer_status_writer = tokio::spawn(peer_status::run_writer(
+        client.clone(),
+        options.namespace.clone(),
+        options.node_name.clone(),
+        peer_status_rx,
+        bgp_engine.status(),
+        bgp_engine.bfd_states(),
+    ));
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     tokio::spawn(publish_events(
         client.clone(),
@@ -182,6 +192,7 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
         status_tx,
         bgp: bgp_engine.clone(),
         bgp_status_tx,
+        peer_status_tx,
         bgp_services: BTreeMap::new(),
         bgp_problems: BTreeSet::new(),
         bgp_active: false,
@@ -228,6 +239,8 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     // The writers would put back what the cleanup below deletes.
     status_writer.abort();
     bgp_status_writer.abort();
+    peer_status_writer.abort();
+    let peer_entries: Vec<String> = speaker.peers_listing_this_node();
     health.set_ready(false);
     if let Some(membership) = membership {
         tracing::info!("leaving the membership so that the other speakers take over at once");
@@ -237,6 +250,12 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     bgp_engine.shutdown().await;
     let deleted = tokio::time::timeout(Duration::from_secs(3), async {
         tokio::join!(
+            peer_status::withdraw_all(
+                client.clone(),
+                &options.namespace,
+                &options.node_name,
+                peer_entries
+            ),
             status::delete_all::<ServiceL2Status>(
                 client.clone(),
                 &options.namespace,
@@ -247,7 +266,7 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     })
     .await;
     match deleted {
-        Ok((l2, bgp)) => {
+        Ok(((), l2, bgp)) => {
             for (kind, result) in [("ServiceL2Status", l2), ("ServiceBGPStatus", bgp)] {
                 if let Err(error) = result {
                     tracing::warn!(kind, %error, "could not delete this node's status objects");
@@ -460,6 +479,8 @@ struct Speaker {
     status_tx: watch::Sender<Wanted>,
     bgp: Arc<bgp::Engine>,
     bgp_status_tx: watch::Sender<Wanted>,
+    /// What this node's BGPPeer status entries depend on, for their writer.
+    peer_status_tx: watch::Sender<peer_status::Inputs>,
     /// Per Service this node advertises over BGP, the peers it goes to.
     bgp_services: BTreeMap<ServiceKey, BTreeSet<String>>,
     /// Peers that select this node but cannot be served, as last logged.
@@ -539,6 +560,7 @@ impl Speaker {
         let mut live = self.live.clone();
         self.reconfigure();
         self.decide();
+        self.publish_peer_listing();
         health.set_ready(true);
         tracing::info!(
             node = %self.options.node_name,
@@ -551,8 +573,10 @@ impl Speaker {
             tokio::select! {
                 input = inputs.next() => {
                     let input = input.context("the watches ended")?;
-                    config_dirty |= input.is_config();
-                    dirty |= self.apply(input);
+                    let config = input.is_config();
+                    let changed = self.apply(input);
+                    config_dirty |= config && changed;
+                    dirty |= changed;
                 }
                 changed = async {
                     match live.as_mut() {
@@ -588,8 +612,10 @@ impl Speaker {
             for _ in 0..10_000 {
                 match inputs.next().now_or_never() {
                     Some(Some(input)) => {
-                        config_dirty |= input.is_config();
-                        dirty |= self.apply(input);
+                        let config = input.is_config();
+                        let changed = self.apply(input);
+                        config_dirty |= config && changed;
+                        dirty |= changed;
                     }
                     Some(None) => bail!("the watches ended"),
                     None => break,
@@ -601,6 +627,7 @@ impl Speaker {
             if dirty || config_dirty {
                 self.decide();
             }
+            self.publish_peer_listing();
         }
     }
 
@@ -629,7 +656,26 @@ impl Speaker {
             Input::BgpAdvertisement(event) => {
                 !self.stores.bgp_advertisements.apply(event).is_empty()
             }
-            Input::Peer(event) => !self.stores.peers.apply(event).is_empty(),
+            Input::Peer(event) => {
+                // The speakers write the status: a change there alone is no new configuration
+                // (a CRD's generation counts changes of everything but status and metadata).
+                let generations: BTreeMap<String, Option<i64>> = self
+                    .stores
+                    .peers
+                    .iter()
+                    .map(|peer| (peer.name_any(), peer.metadata.generation))
+                    .collect();
+                self.stores
+                    .peers
+                    .apply(event)
+                    .iter()
+                    .any(|change| match change {
+                        Change::Upserted(peer) => {
+                            generations.get(&peer.name_any()) != Some(&peer.metadata.generation)
+                        }
+                        Change::Deleted(_) => true,
+                    })
+            }
             Input::BfdProfile(event) => !self.stores.bfd_profiles.apply(event).is_empty(),
             Input::Community(event) => !self.stores.communities.apply(event).is_empty(),
             Input::Secret(event) => !self.stores.secrets.apply(event).is_empty(),
@@ -886,6 +932,25 @@ impl Speaker {
             tracing::warn!(%peer, %reason, "no BGP session with this peer");
         }
         self.bgp_problems = problems;
+        let peer_sessions: BTreeMap<String, Option<IpAddr>> = sessions
+            .sessions
+            .iter()
+            .map(|s| {
+                (
+                    s.config.name.clone(),
+                    s.bfd.as_ref().map(|_| s.config.address),
+                )
+            })
+            .collect();
+        let peer_problems: BTreeMap<String, String> = sessions.problems.iter().cloned().collect();
+        self.peer_status_tx.send_if_modified(|inputs| {
+            if inputs.sessions == peer_sessions && inputs.problems == peer_problems {
+                return false;
+            }
+            inputs.sessions = peer_sessions;
+            inputs.problems = peer_problems;
+            true
+        });
         let routes = bgp::routes(&plan);
         self.bgp.apply(sessions.sessions, routes);
 
@@ -950,6 +1015,45 @@ impl Speaker {
                 true
             }
         });
+    }
+
+    /// Hands the BGPPeer status writer what the peers' statuses list and who is alive.
+    fn publish_peer_listing(&self) {
+        let listed: BTreeMap<String, peer_status::Listed> = self
+            .stores
+            .peers
+            .iter()
+            .map(|peer| (peer.name_any(), peer_status::Listed::of(peer)))
+            .collect();
+        let live = if self.bgp_active {
+            self.live_nodes.clone()
+        } else {
+            BTreeSet::new()
+        };
+        self.peer_status_tx.send_if_modified(|inputs| {
+            if inputs.listed == listed && inputs.live == live {
+                return false;
+            }
+            inputs.listed = listed;
+            inputs.live = live;
+            true
+        });
+    }
+
+    /// The peers whose status lists this node or that it has an entry for: what to withdraw
+    /// from on a graceful stop.
+    fn peers_listing_this_node(&self) -> Vec<String> {
+        let me = self.options.node_name.as_str();
+        let inputs = self.peer_status_tx.borrow();
+        let mut peers: BTreeSet<String> = inputs
+            .listed
+            .iter()
+            .filter(|(_, listed)| listed.nodes.iter().any(|n| n == me))
+            .map(|(peer, _)| peer.clone())
+            .collect();
+        peers.extend(inputs.sessions.keys().cloned());
+        peers.extend(inputs.problems.keys().cloned());
+        peers.into_iter().collect()
     }
 
     /// Hands the status writer what this node's ServiceL2Status objects should say now.

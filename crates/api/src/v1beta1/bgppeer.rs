@@ -5,6 +5,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::schema;
+/// The same status in both versions: the sessions do not depend on how the spec is spelled.
+pub use crate::v1beta2::{BGPPeerNodeStatus, BGPPeerStatus};
 
 /// A BGP neighbour, in the deprecated v1beta1 shape: served (and converted to and from the
 /// v1beta2 storage version) so that existing manifests keep applying.
@@ -97,7 +99,3 @@ pub struct MatchExpression {
     #[schemars(length(min = 1))]
     pub values: Vec<String>,
 }
-
-/// BGPPeer has no status yet; the empty object keeps the status subresource.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
-pub struct BGPPeerStatus {}

@@ -10,7 +10,9 @@ mod status;
 
 pub use bfdprofile::{BFDProfile, BFDProfileSpec, BFDProfileStatus};
 pub use bgpadvertisement::{BGPAdvertisement, BGPAdvertisementSpec, BGPAdvertisementStatus};
-pub use bgppeer::{BGPPeer, BGPPeerSpec, BGPPeerStatus, MatchExpression, NodeSelector};
+pub use bgppeer::{
+    BGPPeer, BGPPeerNodeStatus, BGPPeerSpec, BGPPeerStatus, MatchExpression, NodeSelector,
+};
 pub use community::{Community, CommunityAlias, CommunitySpec, CommunityStatus};
 pub use ipaddresspool::{IPAddressPool, IPAddressPoolSpec, IPAddressPoolStatus, ServiceAllocation};
 pub use l2advertisement::{
