@@ -243,7 +243,8 @@ fn controller(args: ControllerArgs) -> ExitCode {
 }
 
 /// `ferrolb status`: reads pools, ConfigurationStates, LoadBalancer Services, their
-/// ServiceL2Status objects and AllocationFailed Events, and prints them (see `status`).
+/// ServiceL2Status and ServiceBGPStatus objects and AllocationFailed Events, and the BGPPeers'
+/// session entries, and prints them (see `status`).
 fn show_status(namespace: &str) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -269,7 +270,9 @@ fn show_status(namespace: &str) -> ExitCode {
 
 async fn fetch_status(namespace: &str) -> anyhow::Result<String> {
     use anyhow::Context as _;
-    use ferrolb_api::v1beta1::{ConfigurationState, IPAddressPool, ServiceL2Status};
+    use ferrolb_api::v1beta1::{
+        ConfigurationState, IPAddressPool, ServiceBGPStatus, ServiceL2Status,
+    };
     use k8s_openapi::api::core::v1::Service;
     use k8s_openapi::api::events::v1::Event;
     use kube::Api;
@@ -323,6 +326,12 @@ async fn fetch_status(namespace: &str) -> anyhow::Result<String> {
         .await
         .context("listing ServiceL2Statuses")?
         .items;
+    let bgp_announcements: Api<ServiceBGPStatus> = Api::namespaced(client.clone(), namespace);
+    let bgp = bgp_announcements
+        .list(&list)
+        .await
+        .context("listing ServiceBGPStatuses")?
+        .items;
     let services: Api<Service> = Api::all(client.clone());
     let mut service_rows = Vec::new();
     for service in services
@@ -341,6 +350,20 @@ async fn fetch_status(namespace: &str) -> anyhow::Result<String> {
             .iter()
             .map(ToString::to_string)
             .collect();
+        let announced_by_bgp = bgp
+            .iter()
+            .filter_map(|s| s.status.as_ref())
+            .filter(|s| {
+                s.service_namespace.as_deref() == Some(service_namespace.as_str())
+                    && s.service_name.as_deref() == Some(name.as_str())
+            })
+            .map(|s| {
+                format!(
+                    "{} (BGP: {})",
+                    s.node.clone().unwrap_or_default(),
+                    s.peers.join(",")
+                )
+            });
         let announced_by = l2
             .iter()
             .filter_map(|s| s.status.as_ref())
@@ -361,6 +384,7 @@ async fn fetch_status(namespace: &str) -> anyhow::Result<String> {
                     }
                 )
             })
+            .chain(announced_by_bgp)
             .collect();
         let waiting_because = if addresses.is_empty() {
             let events: Api<Event> = Api::namespaced(client.clone(), &service_namespace);
@@ -394,11 +418,47 @@ async fn fetch_status(namespace: &str) -> anyhow::Result<String> {
         });
     }
     service_rows.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    let peers: Api<ferrolb_api::v1beta2::BGPPeer> = Api::namespaced(client.clone(), namespace);
+    let mut session_rows = Vec::new();
+    for peer in peers.list(&list).await.context("listing BGPPeers")?.items {
+        let name = peer.metadata.name.clone().unwrap_or_default();
+        let address = peer
+            .spec
+            .peer_address
+            .clone()
+            .or_else(|| peer.spec.interface.clone())
+            .unwrap_or_default();
+        let entries = peer.status.map(|s| s.nodes).unwrap_or_default();
+        if entries.is_empty() {
+            session_rows.push(status::SessionRow {
+                peer: name.clone(),
+                address: address.clone(),
+                node: String::new(),
+                session: String::new(),
+                bfd: None,
+                since: None,
+                message: None,
+            });
+        }
+        for entry in entries {
+            session_rows.push(status::SessionRow {
+                peer: name.clone(),
+                address: address.clone(),
+                node: entry.node,
+                session: entry.session,
+                bfd: entry.bfd,
+                since: entry.last_transition_time.map(|t| t.0.to_string()),
+                message: entry.message,
+            });
+        }
+    }
+    session_rows.sort_by(|a, b| (&a.peer, &a.node).cmp(&(&b.peer, &b.node)));
     Ok(status::render(
         namespace,
         &pool_rows,
         &state_rows,
         &service_rows,
+        &session_rows,
     ))
 }
 

@@ -1,5 +1,6 @@
 //! `ferrolb status`: what a user asks first — which Service got which address from which pool,
-//! who announces it, why a pending one waits, and whether the configuration was accepted.
+//! who announces it, why a pending one waits, whether the configuration was accepted, and how
+//! each node's BGP sessions stand.
 //! The rendering is a pure function over plain rows; `main` fetches them.
 
 use std::fmt::Write as _;
@@ -28,6 +29,20 @@ pub struct ServiceRow {
     pub waiting_because: Option<String>,
 }
 
+/// One node's BGP session with one BGPPeer (an entry of the peer's status), or a peer no
+/// speaker reports on (`node` empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    pub peer: String,
+    pub address: String,
+    pub node: String,
+    pub session: String,
+    pub bfd: Option<String>,
+    /// When `session` last changed (RFC 3339).
+    pub since: Option<String>,
+    pub message: Option<String>,
+}
+
 /// The ConfigurationState of a component.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateRow {
@@ -41,6 +56,7 @@ pub fn render(
     pools: &[PoolRow],
     states: &[StateRow],
     services: &[ServiceRow],
+    sessions: &[SessionRow],
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Configuration ({namespace}):");
@@ -105,6 +121,38 @@ pub fn render(
             &mut out,
             &["SERVICE", "EXTERNAL-IP", "POOL", "ANNOUNCED BY", "CLASS"],
             &service_rows,
+        );
+    }
+    if !sessions.is_empty() {
+        let _ = writeln!(out);
+        let rows: Vec<Vec<String>> = sessions
+            .iter()
+            .map(|s| {
+                let (node, session) = if s.node.is_empty() {
+                    (
+                        "-".to_owned(),
+                        "no speaker peers (no node selected?)".to_owned(),
+                    )
+                } else {
+                    (s.node.clone(), s.session.clone())
+                };
+                vec![
+                    s.peer.clone(),
+                    s.address.clone(),
+                    node,
+                    session,
+                    s.bfd.clone().unwrap_or_else(|| "-".into()),
+                    s.since.clone().unwrap_or_else(|| "-".into()),
+                    s.message.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        table(
+            &mut out,
+            &[
+                "BGP PEER", "ADDRESS", "NODE", "SESSION", "BFD", "SINCE", "MESSAGE",
+            ],
+            &rows,
         );
     }
     let waiting: Vec<&ServiceRow> = services
@@ -189,6 +237,35 @@ mod tests {
                     waiting_because: Some("no pool with a free IPv4 address".into()),
                 },
             ],
+            &[
+                SessionRow {
+                    peer: "tor".into(),
+                    address: "198.51.100.1".into(),
+                    node: "node-1".into(),
+                    session: "Established".into(),
+                    bfd: Some("Up".into()),
+                    since: Some("2026-12-04T17:06:50Z".into()),
+                    message: None,
+                },
+                SessionRow {
+                    peer: "edge".into(),
+                    address: "198.51.100.2".into(),
+                    node: "node-1".into(),
+                    session: "NotPeering".into(),
+                    bfd: None,
+                    since: None,
+                    message: Some("passwordSecret \"pw\" is missing".into()),
+                },
+                SessionRow {
+                    peer: "spare".into(),
+                    address: "198.51.100.3".into(),
+                    node: String::new(),
+                    session: String::new(),
+                    bfd: None,
+                    since: None,
+                    message: None,
+                },
+            ],
         );
         assert!(
             text.contains("controller: Invalid\n    IPAddressPool bad"),
@@ -199,6 +276,15 @@ mod tests {
         assert!(text.contains("node-1 (eth0)"), "{text}");
         assert!(text.contains("shop/api  <pending>"), "{text}");
         assert!(
+            text.contains("tor       198.51.100.1  node-1  Established"),
+            "{text}"
+        );
+        assert!(
+            text.contains("NotPeering") && text.contains("passwordSecret \"pw\" is missing"),
+            "{text}"
+        );
+        assert!(text.contains("no speaker peers"), "{text}");
+        assert!(
             text.contains("Pending:\n  shop/api: no pool with a free IPv4 address"),
             "{text}"
         );
@@ -206,12 +292,13 @@ mod tests {
 
     #[test]
     fn an_empty_cluster_says_so() {
-        let text = render("metallb-system", &[], &[], &[]);
+        let text = render("metallb-system", &[], &[], &[], &[]);
         assert!(text.contains("no ConfigurationState yet"), "{text}");
         assert!(
             text.contains("No IPAddressPool in metallb-system."),
             "{text}"
         );
         assert!(text.contains("No Service of type LoadBalancer."), "{text}");
+        assert!(!text.contains("BGP PEER"), "{text}");
     }
 }
