@@ -244,7 +244,9 @@ pub async fn run_writer(
     mut bfd: Option<watch::Receiver<BTreeMap<IpAddr, PeerState>>>,
 ) {
     let api: Api<BGPPeer> = Api::namespaced(client, &namespace);
+    let params = PatchParams::apply(&field_manager(&node)).force();
     let mut written: BTreeMap<String, Written> = BTreeMap::new();
+    // Per peer, the session state last written and since when.
     let mut transitions: BTreeMap<String, (String, Time)> = BTreeMap::new();
     loop {
         let current = inputs.borrow_and_update().clone();
@@ -258,51 +260,65 @@ pub async fn run_writer(
             &states,
             bfd.as_mut().map(|b| b.borrow_and_update().clone()).as_ref(),
         );
+        // Peers that are gone: nothing to write to, nothing to remember.
+        written.retain(|peer, _| current.listed.contains_key(peer));
+        transitions.retain(|peer, _| current.listed.contains_key(peer));
         let mut failed = false;
         for op in ops(&node, &wanted, &written, &current.listed, &current.live) {
-            match carry_out(&api, &node, &op, &mut transitions).await {
-                Ok(resource_version) => match op {
-                    Op::Apply { peer, entry } => {
-                        written.insert(
-                            peer,
-                            Written {
-                                entry: Some(entry),
-                                resource_version,
-                            },
-                        );
-                    }
-                    Op::Withdraw { peer } => {
-                        transitions.remove(&peer);
-                        written.insert(
-                            peer,
-                            Written {
-                                entry: None,
-                                resource_version,
-                            },
-                        );
-                    }
-                    Op::Prune { .. } => {}
-                },
-                Err(kube::Error::Api(status)) if status.code == 404 => {
-                    let peer = match &op {
-                        Op::Apply { peer, .. } | Op::Withdraw { peer } | Op::Prune { peer, .. } => {
-                            peer
-                        }
+            let outcome = match &op {
+                Op::Apply { peer, entry } => {
+                    let since = match transitions.get(peer) {
+                        Some((session, since)) if *session == entry.session => since.clone(),
+                        _ => Time(k8s_openapi::jiff::Timestamp::now()),
                     };
-                    written.remove(peer);
-                    transitions.remove(peer);
+                    let status = BGPPeerNodeStatus {
+                        node: node.clone(),
+                        session: entry.session.clone(),
+                        bfd: entry.bfd.clone(),
+                        last_transition_time: Some(since.clone()),
+                        message: entry.message.clone(),
+                    };
+                    let outcome = write_entry(&api, &params, peer, status).await;
+                    if outcome.is_ok() {
+                        transitions.insert(peer.clone(), (entry.session.clone(), since));
+                    }
+                    outcome
                 }
+                Op::Withdraw { peer } => withdraw(&api, &params, peer).await,
+                Op::Prune { peer, removals } => prune(&api, peer, removals).await,
+            };
+            match (outcome, op) {
+                (Ok(resource_version), Op::Apply { peer, entry }) => {
+                    written.insert(
+                        peer,
+                        Written {
+                            entry: Some(entry),
+                            resource_version,
+                        },
+                    );
+                }
+                (Ok(resource_version), Op::Withdraw { peer }) => {
+                    transitions.remove(&peer);
+                    written.insert(
+                        peer,
+                        Written {
+                            entry: None,
+                            resource_version,
+                        },
+                    );
+                }
+                (Ok(_), Op::Prune { .. }) => {}
+                // Deleted meanwhile: the next round's listing drops it.
+                (Err(kube::Error::Api(status)), _) if status.code == 404 => {}
                 // A prune whose test failed: the list changed; the watch brings the new one.
-                Err(kube::Error::Api(status))
-                    if status.code == 422 && matches!(op, Op::Prune { .. }) => {}
-                Err(error) => {
+                (Err(kube::Error::Api(status)), Op::Prune { .. }) if status.code == 422 => {}
+                (Err(error), op) => {
                     tracing::warn!(?op, %error, "writing the BGPPeer status failed; retrying in 1 s");
                     failed = true;
                     break;
                 }
             }
         }
-        written.retain(|peer, w| w.entry.is_some() || current.listed.contains_key(peer));
         // At most a few rounds a second, however often sessions flap.
         tokio::time::sleep(Duration::from_millis(if failed { 1000 } else { 200 })).await;
         if failed {
@@ -322,68 +338,64 @@ pub async fn run_writer(
     }
 }
 
-/// Carries out one op; the BGPPeer's resourceVersion after it.
-async fn carry_out(
+/// The BGPPeer's resourceVersion after a write.
+fn resource_version(peer: &BGPPeer) -> Option<u64> {
+    peer.resource_version().and_then(|v| v.parse().ok())
+}
+
+/// Writes this node's entry (server-side apply under the node's own field manager).
+async fn write_entry(
     api: &Api<BGPPeer>,
-    node: &str,
-    op: &Op,
-    transitions: &mut BTreeMap<String, (String, Time)>,
+    params: &PatchParams,
+    peer: &str,
+    status: BGPPeerNodeStatus,
 ) -> kube::Result<Option<u64>> {
-    let params = PatchParams::apply(&field_manager(node)).force();
-    let written = match op {
-        Op::Apply { peer, entry } => {
-            let since = match transitions.get(peer) {
-                Some((session, since)) if *session == entry.session => since.clone(),
-                _ => {
-                    let now = Time(k8s_openapi::jiff::Timestamp::now());
-                    transitions.insert(peer.clone(), (entry.session.clone(), now.clone()));
-                    now
-                }
-            };
-            let status = BGPPeerNodeStatus {
-                node: node.to_owned(),
-                session: entry.session.clone(),
-                bfd: entry.bfd.clone(),
-                last_transition_time: Some(since),
-                message: entry.message.clone(),
-            };
-            let body = serde_json::json!({
-                "apiVersion": "metallb.io/v1beta2",
-                "kind": "BGPPeer",
-                "metadata": { "name": peer },
-                "status": { "nodes": [status] },
-            });
-            api.patch_status(peer, &params, &Patch::Apply(&body))
-                .await?
-        }
-        Op::Withdraw { peer } => {
-            // Applying without the entry drops what this manager owned: the entry.
-            let body = serde_json::json!({
-                "apiVersion": "metallb.io/v1beta2",
-                "kind": "BGPPeer",
-                "metadata": { "name": peer },
-            });
-            api.patch_status(peer, &params, &Patch::Apply(&body))
-                .await?
-        }
-        Op::Prune { peer, removals } => {
-            let mut patch = Vec::new();
-            for (index, dead) in removals {
-                tracing::info!(peer = %peer, node = %dead, "removing a dead node's BGPPeer status entry");
-                patch.push(serde_json::json!({
-                    "op": "test", "path": format!("/status/nodes/{index}/node"), "value": dead,
-                }));
-                patch.push(serde_json::json!({
-                    "op": "remove", "path": format!("/status/nodes/{index}"),
-                }));
-            }
-            let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(patch))
-                .map_err(kube::Error::SerdeError)?;
-            api.patch_status(peer, &PatchParams::default(), &Patch::Json::<()>(patch))
-                .await?
-        }
-    };
-    Ok(written.resource_version().and_then(|v| v.parse().ok()))
+    let body = serde_json::json!({
+        "apiVersion": "metallb.io/v1beta2",
+        "kind": "BGPPeer",
+        "metadata": { "name": peer },
+        "status": { "nodes": [status] },
+    });
+    let written = api.patch_status(peer, params, &Patch::Apply(&body)).await?;
+    Ok(resource_version(&written))
+}
+
+/// Removes this node's entry: applying without it drops what the node's field manager owned.
+async fn withdraw(
+    api: &Api<BGPPeer>,
+    params: &PatchParams,
+    peer: &str,
+) -> kube::Result<Option<u64>> {
+    let body = serde_json::json!({
+        "apiVersion": "metallb.io/v1beta2",
+        "kind": "BGPPeer",
+        "metadata": { "name": peer },
+    });
+    let written = api.patch_status(peer, params, &Patch::Apply(&body)).await?;
+    Ok(resource_version(&written))
+}
+
+/// Removes other nodes' entries by index, each guarded by a test of the node's name, so a list
+/// that changed meanwhile fails the whole patch instead of losing a live node's entry.
+async fn prune(
+    api: &Api<BGPPeer>,
+    peer: &str,
+    removals: &[(usize, String)],
+) -> kube::Result<Option<u64>> {
+    let mut patch = Vec::new();
+    for (index, dead) in removals {
+        tracing::info!(%peer, node = %dead, "removing a dead node's BGPPeer status entry");
+        patch.push(serde_json::json!({
+            "op": "test", "path": format!("/status/nodes/{index}/node"), "value": dead,
+        }));
+        patch.push(serde_json::json!({ "op": "remove", "path": format!("/status/nodes/{index}") }));
+    }
+    let patch: json_patch::Patch =
+        serde_json::from_value(serde_json::Value::Array(patch)).map_err(kube::Error::SerdeError)?;
+    let written = api
+        .patch_status(peer, &PatchParams::default(), &Patch::Json::<()>(patch))
+        .await?;
+    Ok(resource_version(&written))
 }
 
 /// Removes this node's entry from every peer in `peers`: on a graceful stop, the node peers
@@ -395,16 +407,9 @@ pub async fn withdraw_all(
     peers: impl IntoIterator<Item = String>,
 ) {
     let api: Api<BGPPeer> = Api::namespaced(client, namespace);
-    let mut transitions = BTreeMap::new();
+    let params = PatchParams::apply(&field_manager(node)).force();
     for peer in peers {
-        match carry_out(
-            &api,
-            node,
-            &Op::Withdraw { peer: peer.clone() },
-            &mut transitions,
-        )
-        .await
-        {
+        match withdraw(&api, &params, &peer).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(error) => {
