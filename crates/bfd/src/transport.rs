@@ -447,7 +447,7 @@ impl Engine {
         now: Instant,
     ) {
         if profile.echo_mode {
-            info!(peer = %address, "BFD echo mode requested but not supported (the peer would have to loop our echo packets back through its forwarding plane); running asynchronous mode only");
+            warn!(peer = %address, "BFD echo mode requested but not supported (the peer would have to loop our echo packets back through its forwarding plane); running asynchronous mode only");
         }
         let config = profile.session_config();
         let jitter = self.jitter();
