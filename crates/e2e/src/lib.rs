@@ -786,6 +786,29 @@ impl Scenario {
         Ok(nodes)
     }
 
+    /// Waits until BGPPeer `peer`'s status entries (sorted by node) satisfy `wanted`.
+    pub async fn wait_peer_status(
+        &self,
+        peer: &str,
+        what: &str,
+        timeout: Duration,
+        wanted: impl Fn(&[ferrolb_api::v1beta2::BGPPeerNodeStatus]) -> bool,
+    ) -> Result<()> {
+        wait_until(
+            &format!("BGPPeer {peer}'s status: {what}"),
+            timeout,
+            || async {
+                let entries = self.peer_status(peer).await.map_err(|e| format!("{e:#}"))?;
+                if wanted(&entries) {
+                    Ok(())
+                } else {
+                    Err(format!("{entries:?}"))
+                }
+            },
+        )
+        .await
+    }
+
     /// The status objects (of `api`'s kind) about Service `name` of this scenario, by their
     /// `metallb.io/service-name` / `-namespace` labels.
     async fn status_objects(

@@ -634,22 +634,16 @@ async fn session_options_and_aggregation_reach_the_router() -> Result<()> {
     let mut lab = Lab::start("bgp-options", 10, &config, Daemon::Frr, &router).await?;
     lab.wait_sessions([IpAddr::V4(node1)]).await?;
     // Only the selected node peers, so only it has an entry in the BGPPeer's status.
-    wait_until(
-        "BGPPeer router-v4's status to list node-1 alone, Established",
-        SESSION_TIMEOUT,
-        || async {
-            let entries = lab
-                .scenario
-                .peer_status("router-v4")
-                .await
-                .map_err(|e| format!("{e:#}"))?;
-            match entries.as_slice() {
-                [only] if only.node == "node-1" && only.session == "Established" => Ok(()),
-                _ => Err(format!("{entries:?}")),
-            }
-        },
-    )
-    .await?;
+    lab.scenario
+        .wait_peer_status(
+            "router-v4",
+            "node-1 alone, Established",
+            SESSION_TIMEOUT,
+            |entries| {
+                matches!(entries, [only] if only.node == "node-1" && only.session == "Established")
+            },
+        )
+        .await?;
     let neighbors: serde_json::Value = serde_json::from_str(
         &lab.router()?
             .cli(&format!("show bgp neighbors {node1} json"))
@@ -846,29 +840,22 @@ async fn bfd_takes_a_lost_nodes_routes_away_long_before_the_hold_time() -> Resul
     )
     .await?;
     // The BGPPeer's status says the same, node by node.
-    wait_until(
-        "every node's entry in BGPPeer router-v4's status: Established, BFD Up",
-        SESSION_TIMEOUT,
-        || async {
-            let entries = lab
-                .scenario
-                .peer_status("router-v4")
-                .await
-                .map_err(|e| format!("{e:#}"))?;
-            let nodes: Vec<&str> = entries
-                .iter()
-                .filter(|e| e.session == "Established" && e.bfd.as_deref() == Some("Up"))
-                .filter(|e| e.last_transition_time.is_some())
-                .map(|e| e.node.as_str())
-                .collect();
-            if nodes == ["node-1", "node-2", "node-3"] {
-                Ok(())
-            } else {
-                Err(format!("{entries:?}"))
-            }
-        },
-    )
-    .await?;
+    lab.scenario
+        .wait_peer_status(
+            "router-v4",
+            "every node Established with BFD Up, since a given time",
+            SESSION_TIMEOUT,
+            |entries| {
+                let up: Vec<&str> = entries
+                    .iter()
+                    .filter(|e| e.session == "Established" && e.bfd.as_deref() == Some("Up"))
+                    .filter(|e| e.last_transition_time.is_some())
+                    .map(|e| e.node.as_str())
+                    .collect();
+                up == ["node-1", "node-2", "node-3"]
+            },
+        )
+        .await?;
     let a = lab.add_pod("a", "node-2").await?;
     let spec = lab.scenario.service("web", &[Family::V4]);
     lab.scenario.create(&spec).await?;
@@ -901,24 +888,19 @@ async fn bfd_takes_a_lost_nodes_routes_away_long_before_the_hold_time() -> Resul
         "withdrawal took {took:?}: the hold time (90 s), not BFD, must have done it"
     );
     // The killed speaker could not withdraw its entry: the first live one prunes it.
-    wait_until(
-        "node-1's entry to be pruned from BGPPeer router-v4's status",
-        SESSION_TIMEOUT,
-        || async {
-            let entries = lab
-                .scenario
-                .peer_status("router-v4")
-                .await
-                .map_err(|e| format!("{e:#}"))?;
-            let nodes: Vec<&str> = entries.iter().map(|e| e.node.as_str()).collect();
-            if nodes == ["node-2", "node-3"] {
-                Ok(())
-            } else {
-                Err(format!("{entries:?}"))
-            }
-        },
-    )
-    .await?;
+    lab.scenario
+        .wait_peer_status(
+            "router-v4",
+            "node-1's entry pruned",
+            SESSION_TIMEOUT,
+            |entries| {
+                entries
+                    .iter()
+                    .map(|e| e.node.as_str())
+                    .eq(["node-2", "node-3"])
+            },
+        )
+        .await?;
     lab.pass().await
 }
 

@@ -354,26 +354,19 @@ spec:
     )
     .await?;
     // Each node's entry in the BGPPeer's status: nothing listens, so no session is up.
-    wait_until(
-        "an entry from every node in BGPPeer nobody's status",
-        Duration::from_secs(20),
-        || async {
-            let entries = scenario
-                .peer_status("nobody")
-                .await
-                .map_err(|e| format!("{e:#}"))?;
-            let down = entries
-                .iter()
-                .filter(|e| e.session != "Established" && e.bfd.is_some())
-                .count();
-            if entries.len() == 3 && down == 3 {
-                Ok(())
-            } else {
-                Err(format!("{entries:?}"))
-            }
-        },
-    )
-    .await?;
+    scenario
+        .wait_peer_status(
+            "nobody",
+            "an entry from every node, none Established, each with its BFD state",
+            Duration::from_secs(20),
+            |entries| {
+                entries.len() == 3
+                    && entries
+                        .iter()
+                        .all(|e| e.session != "Established" && e.bfd.is_some())
+            },
+        )
+        .await?;
     scenario
         .wait_event("web", "nodeAssigned", &format!("\"{first}\""))
         .await?;
@@ -406,22 +399,14 @@ spec:
         },
     )
     .await?;
-    wait_until(
-        "the stopped node's entry to leave BGPPeer nobody's status",
-        Duration::from_secs(20),
-        || async {
-            let entries = scenario
-                .peer_status("nobody")
-                .await
-                .map_err(|e| format!("{e:#}"))?;
-            if entries.len() == 2 && entries.iter().all(|e| e.node != first) {
-                Ok(())
-            } else {
-                Err(format!("{entries:?}"))
-            }
-        },
-    )
-    .await?;
+    scenario
+        .wait_peer_status(
+            "nobody",
+            "the stopped node's entry withdrawn",
+            Duration::from_secs(20),
+            |entries| entries.len() == 2 && entries.iter().all(|e| e.node != first),
+        )
+        .await?;
     for (speaker, (node, _)) in speakers.iter_mut().zip(&nodes) {
         let log = std::fs::read_to_string(&speaker.log)?;
         ensure!(
