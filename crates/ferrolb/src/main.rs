@@ -350,13 +350,14 @@ async fn fetch_status(namespace: &str) -> anyhow::Result<String> {
             .iter()
             .map(ToString::to_string)
             .collect();
+        let about_this = |namespace: &Option<String>, service: &Option<String>| {
+            namespace.as_deref() == Some(service_namespace.as_str())
+                && service.as_deref() == Some(name.as_str())
+        };
         let announced_by_bgp = bgp
             .iter()
             .filter_map(|s| s.status.as_ref())
-            .filter(|s| {
-                s.service_namespace.as_deref() == Some(service_namespace.as_str())
-                    && s.service_name.as_deref() == Some(name.as_str())
-            })
+            .filter(|s| about_this(&s.service_namespace, &s.service_name))
             .map(|s| {
                 format!(
                     "{} (BGP: {})",
@@ -367,10 +368,7 @@ async fn fetch_status(namespace: &str) -> anyhow::Result<String> {
         let announced_by = l2
             .iter()
             .filter_map(|s| s.status.as_ref())
-            .filter(|s| {
-                s.service_namespace.as_deref() == Some(service_namespace.as_str())
-                    && s.service_name.as_deref() == Some(name.as_str())
-            })
+            .filter(|s| about_this(&s.service_namespace, &s.service_name))
             .map(|s| {
                 let interfaces: Vec<String> =
                     s.interfaces.iter().filter_map(|i| i.name.clone()).collect();
