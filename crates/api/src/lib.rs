@@ -4,6 +4,7 @@
 //! those types, and the parsing of what a LoadBalancer Service asks for (its spec and
 //! MetalLB's annotations). It does no I/O.
 
+pub mod configuration_state;
 mod conversion;
 mod crd;
 mod schema;

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ferrolb_api::configuration_state::Reporter;
 use ferrolb_api::service::Annotation;
 use ferrolb_api::v1beta1::{ConfigurationState, IPAddressPool};
 use ferrolb_ipam::ServiceKey;
@@ -281,22 +282,10 @@ async fn write_service(
 
 async fn write_configuration_state(context: &Context, errors: Vec<String>) {
     let api: Api<ConfigurationState> = Api::namespaced(context.client.clone(), &context.namespace);
-    let name = "controller";
+    let reporter = Reporter::controller();
+    let name = reporter.name.as_str();
     let params = PatchParams::apply("ferrolb-controller").force();
-    let object = json!({
-        "apiVersion": "metallb.io/v1beta1",
-        "kind": "ConfigurationState",
-        "metadata": { "name": name, "labels": { "metallb.io/component-type": "controller" } },
-    });
-    let status = json!({
-        "apiVersion": "metallb.io/v1beta1",
-        "kind": "ConfigurationState",
-        "metadata": { "name": name },
-        "status": {
-            "result": if errors.is_empty() { "Valid" } else { "Invalid" },
-            "errorSummary": errors.join("\n"),
-        },
-    });
+    let (object, status) = (reporter.object(), reporter.status(&errors));
     let (api, params, object, status) = (&api, &params, &object, &status);
     let result = async {
         with_retries("ConfigurationState", context, || async move {

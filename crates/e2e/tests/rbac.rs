@@ -13,7 +13,7 @@ use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::Value;
 
 async fn apply<K>(api: Api<K>, document: Value) -> Result<()>
@@ -367,6 +367,101 @@ spec:
             },
         )
         .await?;
+    // Each speaker's ConfigurationState, under MetalLB's name: the configuration is valid.
+    let states = Api::<ferrolb_api_pool::ConfigurationState>::namespaced(kube.clone(), &namespace);
+    let speaker_results = || async {
+        let list = states
+            .list(&ListParams::default().labels("metallb.io/component-type=speaker"))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(
+            list.items
+                .into_iter()
+                .map(|state| {
+                    let status = state.status.unwrap_or_default();
+                    (
+                        state.metadata.name.unwrap_or_default(),
+                        status.result,
+                        status.error_summary.unwrap_or_default(),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        )
+    };
+    wait_until(
+        "a Valid ConfigurationState speaker-<node> from every speaker",
+        Duration::from_secs(20),
+        || async {
+            let results = speaker_results().await?;
+            let valid: Vec<&str> = results
+                .iter()
+                .filter(|(_, result, _)| {
+                    *result == Some(ferrolb_api_pool::ConfigurationResult::Valid)
+                })
+                .map(|(name, _, _)| name.as_str())
+                .collect();
+            if valid == ["speaker-node-1", "speaker-node-2", "speaker-node-3"] {
+                Ok(())
+            } else {
+                Err(format!("{results:?}"))
+            }
+        },
+    )
+    .await?;
+    // A peer whose passwordSecret does not exist: no session, and every speaker says why, in
+    // its ConfigurationState and in the peer's status.
+    scenario
+        .apply(
+            r#"
+apiVersion: metallb.io/v1beta2
+kind: BGPPeer
+metadata: {name: secretless}
+spec:
+  myASN: 64512
+  peerASN: 64501
+  peerAddress: 198.51.100.3
+  peerPort: 1798
+  passwordSecret: {name: no-such-secret}
+"#,
+        )
+        .await?;
+    scenario
+        .wait_peer_status(
+            "secretless",
+            "NotPeering on every node, naming the Secret",
+            Duration::from_secs(20),
+            |entries| {
+                entries.len() == 3
+                    && entries.iter().all(|e| {
+                        e.session == "NotPeering"
+                            && e.message
+                                .as_deref()
+                                .is_some_and(|m| m.contains("no-such-secret"))
+                    })
+            },
+        )
+        .await?;
+    wait_until(
+        "every speaker's ConfigurationState Invalid, naming the peer and the Secret",
+        Duration::from_secs(20),
+        || async {
+            let results = speaker_results().await?;
+            let invalid = results
+                .iter()
+                .filter(|(_, result, summary)| {
+                    *result == Some(ferrolb_api_pool::ConfigurationResult::Invalid)
+                        && summary.contains("BGPPeer secretless")
+                        && summary.contains("no-such-secret")
+                })
+                .count();
+            if invalid == 3 {
+                Ok(())
+            } else {
+                Err(format!("{results:?}"))
+            }
+        },
+    )
+    .await?;
     scenario
         .wait_event("web", "nodeAssigned", &format!("\"{first}\""))
         .await?;

@@ -9,6 +9,7 @@
 //! ServiceL2Status diff ([`status::status_ops`]).
 
 pub mod bgp;
+pub mod config_state;
 pub mod local;
 pub mod metrics;
 pub mod peer_status;

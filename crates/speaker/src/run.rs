@@ -38,6 +38,7 @@ use tokio::time::Instant;
 const HANDOVER_HOLD: Duration = Duration::from_secs(2);
 
 use crate::bgp;
+use crate::config_state;
 use crate::local::{Local, handover_holds, local_part, newly_announced};
 use crate::metrics::{AnnouncedLabels, Layer2Counts, Metrics, Totals};
 use crate::peer_status;
@@ -172,6 +173,13 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
         bgp_engine.status(),
         bgp_engine.bfd_states(),
     ));
+    let (config_state_tx, config_state_rx) = watch::channel(None);
+    let config_state_writer = tokio::spawn(config_state::run_writer(
+        client.clone(),
+        options.namespace.clone(),
+        options.node_name.clone(),
+        config_state_rx,
+    ));
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     tokio::spawn(publish_events(
         client.clone(),
@@ -193,6 +201,8 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
         bgp: bgp_engine.clone(),
         bgp_status_tx,
         peer_status_tx,
+        config_errors: Vec::new(),
+        config_state_tx,
         bgp_services: BTreeMap::new(),
         bgp_problems: BTreeSet::new(),
         bgp_active: false,
@@ -240,6 +250,7 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     status_writer.abort();
     bgp_status_writer.abort();
     peer_status_writer.abort();
+    config_state_writer.abort();
     let peer_entries: Vec<String> = speaker.peers_listing_this_node();
     health.set_ready(false);
     if let Some(membership) = membership {
@@ -481,6 +492,10 @@ struct Speaker {
     bgp_status_tx: watch::Sender<Wanted>,
     /// What this node's BGPPeer status entries depend on, for their writer.
     peer_status_tx: watch::Sender<peer_status::Inputs>,
+    /// The configuration's errors, as of the last reconfiguration.
+    config_errors: Vec<String>,
+    /// What this speaker's ConfigurationState should say (`None` before the first plan).
+    config_state_tx: watch::Sender<Option<Vec<String>>>,
     /// Per Service this node advertises over BGP, the peers it goes to.
     bgp_services: BTreeMap<ServiceKey, BTreeSet<String>>,
     /// Peers that select this node but cannot be served, as last logged.
@@ -561,6 +576,7 @@ impl Speaker {
         self.reconfigure();
         self.decide();
         self.publish_peer_listing();
+        self.publish_configuration_state();
         health.set_ready(true);
         tracing::info!(
             node = %self.options.node_name,
@@ -628,6 +644,7 @@ impl Speaker {
                 self.decide();
             }
             self.publish_peer_listing();
+            self.publish_configuration_state();
         }
     }
 
@@ -695,6 +712,12 @@ impl Speaker {
         for error in &served.built.errors {
             tracing::warn!(%error, "configuration error; the object is not served as written");
         }
+        self.config_errors = served
+            .built
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         for stale in &served.stale {
             tracing::warn!(kind = stale.kind, name = %stale.name, "serving the last valid version of this object");
         }
@@ -1014,6 +1037,18 @@ impl Speaker {
                 *current = wanted;
                 true
             }
+        });
+    }
+
+    /// Hands the ConfigurationState writer the errors as they stand.
+    fn publish_configuration_state(&self) {
+        let errors = config_state::errors(self.config_errors.iter().cloned(), &self.bgp_problems);
+        self.config_state_tx.send_if_modified(|current| {
+            if current.as_ref() == Some(&errors) {
+                return false;
+            }
+            *current = Some(errors);
+            true
         });
     }
 
