@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use ferrolb_announce::{ServiceKey, Speakers, desired_bgp, desired_l2};
+use ferrolb_announce::{BgpPlan, ServiceKey, Speakers, desired_bgp, desired_l2};
 use ferrolb_api::v1beta1::{self, ServiceBGPStatus, ServiceL2Status};
 use ferrolb_api::v1beta2;
 use ferrolb_config::{Config, LastGood, Resources};
@@ -222,6 +222,8 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
             // others see it, they hand it its addresses, and it must be ready to take them.
             let mut inputs = speaker.watches(&client);
             speaker.sync(&mut inputs).await?;
+            speaker.reconfigure();
+            speaker.open_bgp_sessions();
             if options.membership.enabled {
                 match start_membership(&client, &options, &node, speaker.stores.nodes.iter()).await
                 {
@@ -573,7 +575,6 @@ impl Speaker {
     ) -> anyhow::Result<()> {
         let mut links = self.responder.link_changes();
         let mut live = self.live.clone();
-        self.reconfigure();
         self.decide();
         self.publish_peer_listing();
         self.publish_configuration_state();
@@ -905,23 +906,14 @@ impl Speaker {
         self.publish_statuses();
     }
 
-    /// This node's BGP part: the sessions, the routes to each peer, ServiceBGPStatus, Events.
-    fn decide_bgp(
-        &mut self,
+    /// This node's BGP plan and the sessions it needs; `None` while its Node is unknown.
+    fn bgp_plan(
+        &self,
         services: &[ferrolb_announce::Service],
         nodes: &[ferrolb_announce::Node],
-    ) {
-        // Without BGPPeers nothing is advertised: an L2-only cluster pays nothing per batch,
-        // once the last peer's sessions, statuses and metrics have been cleared.
-        let active = !self.config.peers.is_empty();
-        if !active && !self.bgp_active {
-            return;
-        }
-        self.bgp_active = active;
+    ) -> Option<(BgpPlan, bgp::Sessions)> {
         let me = self.options.node_name.as_str();
-        let Some(node) = nodes.iter().find(|n| n.name == me) else {
-            return;
-        };
+        let node = nodes.iter().find(|n| n.name == me)?;
         let plan = desired_bgp(
             services,
             node,
@@ -931,9 +923,6 @@ impl Speaker {
                 ignore_exclude_lb: self.options.ignore_exclude_lb,
             },
         );
-        for conflict in &plan.local_pref_conflicts {
-            tracing::warn!(%conflict, "BGPAdvertisements disagree on LOCAL_PREF; sending the highest");
-        }
         let passwords: BTreeMap<String, String> = self
             .stores
             .secrets
@@ -950,6 +939,47 @@ impl Speaker {
             .map(view::internal_ips)
             .unwrap_or_default();
         let sessions = bgp::sessions(&self.config, &plan, me, &node_ips, &passwords);
+        Some((plan, sessions))
+    }
+
+    /// Opens this node's BGP sessions with their routes before the membership has settled:
+    /// unlike L2, what a node advertises over BGP does not depend on which other speakers are
+    /// alive, so a (re)starting speaker need not wait seconds for that. Statuses, Events and
+    /// metrics follow with the first full plan.
+    fn open_bgp_sessions(&mut self) {
+        if self.config.peers.is_empty() {
+            return;
+        }
+        let (services, nodes) = self.election_inputs();
+        if let Some((plan, sessions)) = self.bgp_plan(&services, &nodes) {
+            tracing::info!(
+                sessions = sessions.sessions.len(),
+                "opening BGP sessions while the membership settles"
+            );
+            self.bgp.apply(sessions.sessions, bgp::routes(&plan));
+        }
+    }
+
+    /// This node's BGP part: the sessions, the routes to each peer, ServiceBGPStatus, Events.
+    fn decide_bgp(
+        &mut self,
+        services: &[ferrolb_announce::Service],
+        nodes: &[ferrolb_announce::Node],
+    ) {
+        // Without BGPPeers nothing is advertised: an L2-only cluster pays nothing per batch,
+        // once the last peer's sessions, statuses and metrics have been cleared.
+        let active = !self.config.peers.is_empty();
+        if !active && !self.bgp_active {
+            return;
+        }
+        self.bgp_active = active;
+        let Some((plan, sessions)) = self.bgp_plan(services, nodes) else {
+            return;
+        };
+        let me = self.options.node_name.as_str();
+        for conflict in &plan.local_pref_conflicts {
+            tracing::warn!(%conflict, "BGPAdvertisements disagree on LOCAL_PREF; sending the highest");
+        }
         let problems: BTreeSet<(String, String)> = sessions.problems.iter().cloned().collect();
         for (peer, reason) in problems.difference(&self.bgp_problems) {
             tracing::warn!(%peer, %reason, "no BGP session with this peer");
