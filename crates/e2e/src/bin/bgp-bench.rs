@@ -846,7 +846,7 @@ async fn converge_with(
     rows.push((
         format!("convergence, {count} /32s from one speaker (node-1) to {name}: speaker started → session Established"),
         format!(
-            "{:.0} ms (seen between {:.0} and {:.0} ms; {}); by the speaker's log: membership settled at {} ms, session established at {} ms (it opens its sessions once the membership has settled)",
+            "{:.0} ms (seen between {:.0} and {:.0} ms; {}); by the speaker's log: membership settled at {} ms, session established at {} ms",
             ms(established),
             ms(before_established),
             ms(established),
