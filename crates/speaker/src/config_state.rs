@@ -3,12 +3,15 @@
 //! that fail validation, and the BGPPeers selecting this node that it cannot peer with (a
 //! missing `passwordSecret`, say).
 
+use std::time::Duration;
+
 use ferrolb_api::configuration_state::Reporter;
 use ferrolb_api::v1beta1::ConfigurationState;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
-use std::time::Duration;
 use tokio::sync::watch;
+
+use crate::peer_status::field_manager;
 
 /// The errors to report: the configuration's, then one per peer this node cannot serve.
 pub fn errors<'a>(
@@ -34,17 +37,15 @@ pub async fn run_writer(
 ) {
     let api: Api<ConfigurationState> = Api::namespaced(client, &namespace);
     let reporter = Reporter::speaker(&node);
-    let params = PatchParams::apply(&format!("ferrolb-speaker/{node}")).force();
-    let mut created = false;
+    let params = PatchParams::apply(&field_manager(&node)).force();
     loop {
         let current = errors.borrow_and_update().clone();
         if let Some(current) = current {
+            // The object too, every time: the errors change rarely, and so a deleted object
+            // comes back with the next write.
             let result = async {
-                if !created {
-                    api.patch(&reporter.name, &params, &Patch::Apply(reporter.object()))
-                        .await?;
-                    created = true;
-                }
+                api.patch(&reporter.name, &params, &Patch::Apply(reporter.object()))
+                    .await?;
                 api.patch_status(
                     &reporter.name,
                     &params,
@@ -54,8 +55,6 @@ pub async fn run_writer(
             }
             .await;
             if let Err(error) = result {
-                // Deleted by someone: make it again.
-                created = false;
                 tracing::warn!(%error, "could not write this speaker's ConfigurationState; retrying in 1 s");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;

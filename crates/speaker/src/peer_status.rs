@@ -229,7 +229,8 @@ pub fn ops(
     out
 }
 
-/// The field manager of `node`'s entries.
+/// The field manager of what `node`'s speaker applies: its BGPPeer status entries and its
+/// ConfigurationState.
 pub fn field_manager(node: &str) -> String {
     format!("ferrolb-speaker/{node}")
 }

@@ -201,6 +201,7 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
         bgp: bgp_engine.clone(),
         bgp_status_tx,
         peer_status_tx,
+        peers_seen: false,
         config_errors: Vec::new(),
         config_state_tx,
         bgp_services: BTreeMap::new(),
@@ -494,6 +495,9 @@ struct Speaker {
     bgp_status_tx: watch::Sender<Wanted>,
     /// What this node's BGPPeer status entries depend on, for their writer.
     peer_status_tx: watch::Sender<peer_status::Inputs>,
+    /// A BGPPeer event came in (maybe only another node's status entry) since the peers'
+    /// listing was last handed to that writer.
+    peers_seen: bool,
     /// The configuration's errors, as of the last reconfiguration.
     config_errors: Vec<String>,
     /// What this speaker's ConfigurationState should say (`None` before the first plan).
@@ -643,9 +647,11 @@ impl Speaker {
             }
             if dirty || config_dirty {
                 self.decide();
+                self.publish_configuration_state();
             }
-            self.publish_peer_listing();
-            self.publish_configuration_state();
+            if dirty || config_dirty || std::mem::take(&mut self.peers_seen) {
+                self.publish_peer_listing();
+            }
         }
     }
 
@@ -675,6 +681,7 @@ impl Speaker {
                 !self.stores.bgp_advertisements.apply(event).is_empty()
             }
             Input::Peer(event) => {
+                self.peers_seen = true;
                 // The speakers write the status: a change there alone is no new configuration
                 // (a CRD's generation counts changes of everything but status and metadata).
                 let generations: BTreeMap<String, Option<i64>> = self
