@@ -431,26 +431,27 @@ async fn fetch_status(namespace: &str) -> anyhow::Result<String> {
             session_rows.push(status::SessionRow {
                 peer: name.clone(),
                 address: address.clone(),
-                node: String::new(),
-                session: String::new(),
-                bfd: None,
-                since: None,
-                message: None,
+                entry: None,
             });
         }
         for entry in entries {
             session_rows.push(status::SessionRow {
                 peer: name.clone(),
                 address: address.clone(),
-                node: entry.node,
-                session: entry.session,
-                bfd: entry.bfd,
-                since: entry.last_transition_time.map(|t| t.0.to_string()),
-                message: entry.message,
+                entry: Some(status::SessionEntry {
+                    node: entry.node,
+                    session: entry.session,
+                    bfd: entry.bfd,
+                    since: entry.last_transition_time.map(|t| t.0.to_string()),
+                    message: entry.message,
+                }),
             });
         }
     }
-    session_rows.sort_by(|a, b| (&a.peer, &a.node).cmp(&(&b.peer, &b.node)));
+    session_rows.sort_by(|a, b| {
+        let node = |row: &status::SessionRow| row.entry.as_ref().map(|e| e.node.clone());
+        (&a.peer, node(a)).cmp(&(&b.peer, node(b)))
+    });
     Ok(status::render(
         namespace,
         &pool_rows,

@@ -30,11 +30,17 @@ pub struct ServiceRow {
 }
 
 /// One node's BGP session with one BGPPeer (an entry of the peer's status), or a peer no
-/// speaker reports on (`node` empty).
+/// speaker reports on (`entry` is `None`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRow {
     pub peer: String,
     pub address: String,
+    pub entry: Option<SessionEntry>,
+}
+
+/// What one node's speaker says of its session with a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEntry {
     pub node: String,
     pub session: String,
     pub bfd: Option<String>,
@@ -128,23 +134,21 @@ pub fn render(
         let rows: Vec<Vec<String>> = sessions
             .iter()
             .map(|s| {
-                let (node, session) = if s.node.is_empty() {
-                    (
-                        "-".to_owned(),
-                        "no speaker peers (no node selected?)".to_owned(),
-                    )
-                } else {
-                    (s.node.clone(), s.session.clone())
-                };
-                vec![
-                    s.peer.clone(),
-                    s.address.clone(),
-                    node,
-                    session,
-                    s.bfd.clone().unwrap_or_else(|| "-".into()),
-                    s.since.clone().unwrap_or_else(|| "-".into()),
-                    s.message.clone().unwrap_or_default(),
-                ]
+                let mut row = vec![s.peer.clone(), s.address.clone()];
+                match &s.entry {
+                    None => row.extend(
+                        ["-", "no speaker peers (no node selected?)", "-", "-", ""]
+                            .map(String::from),
+                    ),
+                    Some(e) => row.extend([
+                        e.node.clone(),
+                        e.session.clone(),
+                        e.bfd.clone().unwrap_or_else(|| "-".into()),
+                        e.since.clone().unwrap_or_else(|| "-".into()),
+                        e.message.clone().unwrap_or_default(),
+                    ]),
+                }
+                row
             })
             .collect();
         table(
@@ -241,29 +245,29 @@ mod tests {
                 SessionRow {
                     peer: "tor".into(),
                     address: "198.51.100.1".into(),
-                    node: "node-1".into(),
-                    session: "Established".into(),
-                    bfd: Some("Up".into()),
-                    since: Some("2026-12-04T17:06:50Z".into()),
-                    message: None,
+                    entry: Some(SessionEntry {
+                        node: "node-1".into(),
+                        session: "Established".into(),
+                        bfd: Some("Up".into()),
+                        since: Some("2026-12-04T17:06:50Z".into()),
+                        message: None,
+                    }),
                 },
                 SessionRow {
                     peer: "edge".into(),
                     address: "198.51.100.2".into(),
-                    node: "node-1".into(),
-                    session: "NotPeering".into(),
-                    bfd: None,
-                    since: None,
-                    message: Some("passwordSecret \"pw\" is missing".into()),
+                    entry: Some(SessionEntry {
+                        node: "node-1".into(),
+                        session: "NotPeering".into(),
+                        bfd: None,
+                        since: None,
+                        message: Some("passwordSecret \"pw\" is missing".into()),
+                    }),
                 },
                 SessionRow {
                     peer: "spare".into(),
                     address: "198.51.100.3".into(),
-                    node: String::new(),
-                    session: String::new(),
-                    bfd: None,
-                    since: None,
-                    message: None,
+                    entry: None,
                 },
             ],
         );
